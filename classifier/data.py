@@ -1,0 +1,116 @@
+"""Labeled image folders: decoding, patient ids, and the patient-wise train/validation split.
+
+A labeled folder holds `NORMAL/` and `PNEUMONIA/` subfolders of PNG or JPEG files of any
+size (the layout of the shared dataset and of a site's calibration sample).
+"""
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from classifier.preprocess import ImageError
+
+CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # index = label; 1 = pneumonia
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+# Kermany file names carry the patient: person123_bacteria_456.jpeg -> person123,
+# IM-0115-0001.jpeg -> IM-0115, NORMAL2-IM-0006-0001.jpeg -> NORMAL2-IM-0006.
+KERMANY_PATIENT = re.compile(r"^(person\d+|(?:NORMAL2-)?IM-\d+)")
+
+
+@dataclass(frozen=True)
+class LabeledImage:
+    path: Path
+    label: int
+    patient_id: str
+
+
+def decode_image_bytes(data, name="image"):
+    """PNG/JPEG bytes -> pixel array as stored (8/16-bit gray, RGB or RGBA)."""
+    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.size == 0:
+        raise ImageError(f"{name}: not a decodable PNG or JPEG image")
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    elif pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA)
+    return pixels
+
+
+def read_image(path):
+    path = Path(path)
+    return decode_image_bytes(path.read_bytes(), name=str(path))
+
+
+def patient_id_for(filename):
+    """The patient a file belongs to; files named otherwise count as their own patient."""
+    match = KERMANY_PATIENT.match(filename)
+    return match.group(1) if match else Path(filename).stem
+
+
+def list_labeled_images(data_dir):
+    """All images under DIR/NORMAL and DIR/PNEUMONIA, in a stable order."""
+    data_dir = Path(data_dir)
+    missing = [name for name in CLASS_NAMES if not (data_dir / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{data_dir} has no {' or '.join(missing)} folder")
+    images = []
+    for label, class_name in enumerate(CLASS_NAMES):
+        for path in sorted((data_dir / class_name).iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                images.append(LabeledImage(path, label, patient_id_for(path.name)))
+    if not images:
+        raise FileNotFoundError(f"{data_dir} holds no PNG or JPEG images")
+    return images
+
+
+def patient_groups(images):
+    """Group index per image: same patient, or byte-identical files, share a group.
+
+    Byte-identical copies filed under different names would otherwise leak the same
+    X-ray into both sides of the split.
+    """
+    parent = {}
+
+    def find(key):
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    for image in images:
+        digest = hashlib.sha256(image.path.read_bytes()).hexdigest()
+        parent[find(("sha", digest))] = find(("patient", image.patient_id))
+    roots = [find(("patient", image.patient_id)) for image in images]
+    index = {root: i for i, root in enumerate(dict.fromkeys(roots))}
+    return np.array([index[root] for root in roots])
+
+
+def split_by_patient(images, validation_fraction=0.15, seed=1337):
+    """Patient-wise split, stratified by class, -> (train_images, validation_images)."""
+    groups = patient_groups(images)
+    labels = np.array([image.label for image in images])
+    rng = np.random.default_rng(seed)
+    validation_groups = set()
+    for label in (0, 1):
+        class_groups = np.unique(groups[labels == label])
+        rng.shuffle(class_groups)
+        n_validation = round(len(class_groups) * validation_fraction)
+        validation_groups.update(class_groups[:n_validation].tolist())
+    in_validation = np.array([g in validation_groups for g in groups])
+    train = [image for image, v in zip(images, in_validation) if not v]
+    validation = [image for image, v in zip(images, in_validation) if v]
+    return train, validation
+
+
+def summarize(images):
+    labels = [image.label for image in images]
+    return {
+        "images": len(images),
+        "patients": len({image.patient_id for image in images}),
+        "normal": labels.count(0),
+        "pneumonia": labels.count(1),
+    }

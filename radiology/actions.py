@@ -1,0 +1,209 @@
+"""Domain actions: each changes clinical data inside one transaction and writes an audit event.
+
+Views and API views only translate HTTP into these calls, so the page and the API share every rule.
+Side effects on other systems (the task queue) happen only after the transaction commits.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
+
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from radiology.ingest import DecodedImage, decode_upload
+from radiology.models import AuditEvent, Label, Patient, Prediction, Review, Scan
+
+log = logging.getLogger(__name__)
+
+
+def audit(actor, action, obj, before=None, after=None):
+    return AuditEvent.objects.create(
+        actor=actor if actor and actor.is_authenticated else None,
+        action=action,
+        object_type=type(obj).__name__ if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else "",
+        before=before,
+        after=after,
+    )
+
+
+def patient_snapshot(patient):
+    return {"mrn": patient.mrn, "name": patient.name, "birth_date": patient.birth_date.isoformat(), "sex": patient.sex}
+
+
+@transaction.atomic
+def create_patient(actor, *, mrn, name, birth_date, sex) -> Patient:
+    patient = Patient(mrn=mrn.strip(), name=name.strip(), birth_date=birth_date, sex=sex)
+    patient.full_clean()
+    patient.save()
+    audit(actor, "patient.created", patient, after=patient_snapshot(patient))
+    return patient
+
+
+def safe_filename(name: str) -> str:
+    """The last path component of a client-supplied name, whatever its path syntax."""
+    base = PureWindowsPath(PurePosixPath(name or "").name).name
+    return base.strip()[:255] or "upload"
+
+
+@dataclass
+class UploadResult:
+    scan: Scan
+    duplicate: bool  # the same file was already uploaded for this patient: nothing new was stored
+
+
+def upload_scan(actor, patient: Patient, filename: str, data: bytes, decoded: DecodedImage | None = None) -> UploadResult:
+    """Store an X-ray for a patient and queue its prediction. Raises RejectedUpload, storing nothing."""
+    decoded = decoded or decode_upload(data)
+    existing = Scan.objects.filter(patient=patient, sha256=decoded.sha256).first()
+    if existing:
+        audit(actor, "scan.duplicate_upload", existing, after={"original_filename": safe_filename(filename)})
+        return UploadResult(existing, duplicate=True)
+
+    original = safe_filename(filename)
+    scan = Scan(
+        patient=patient,
+        image_format=decoded.image_format,
+        original_filename=original,
+        sha256=decoded.sha256,
+        uploaded_by=actor,
+    )
+    extension = {"png": ".png", "jpeg": ".jpg", "dicom": ".dcm"}[decoded.image_format]
+    try:
+        with transaction.atomic():
+            scan.image.save(f"upload{extension}", ContentFile(data), save=False)
+            scan.save()
+            audit(actor, "scan.uploaded", scan, after={"patient": patient.pk, "original_filename": original, "sha256": scan.sha256})
+            transaction.on_commit(lambda: enqueue_prediction(scan.pk))
+    except IntegrityError:
+        # A concurrent upload of the same file for this patient won the race.
+        delete_stored_file(scan.image)
+        return UploadResult(Scan.objects.get(patient=patient, sha256=decoded.sha256), duplicate=True)
+    except BaseException:
+        delete_stored_file(scan.image)  # never leave an orphan file behind a failed upload
+        raise
+    return UploadResult(scan, duplicate=False)
+
+
+def delete_stored_file(field_file):
+    if field_file and field_file.name:
+        field_file.storage.delete(field_file.name)
+
+
+def enqueue_prediction(scan_id):
+    """Send the prediction task. A broker outage is logged, not raised: the scan stays queued and
+    the periodic sweep (tasks.requeue_stale_scans) sends it again once the broker is back."""
+    from radiology.tasks import predict_scan
+
+    try:
+        predict_scan.apply_async(args=[scan_id], retry=False)
+    except Exception as error:  # kombu raises transport-specific errors
+        log.warning("Scan %s stays queued: the task broker is unreachable (%s)", scan_id, error)
+        return False
+    Scan.objects.filter(pk=scan_id).update(enqueued_at=timezone.now())
+    return True
+
+
+def claim_scan_for_prediction(scan_id) -> Scan | None:
+    """Mark a scan as processing; None when it needs no prediction (already predicted or reviewed)."""
+    with transaction.atomic():
+        scan = Scan.objects.select_for_update().get(pk=scan_id)
+        if scan.status not in (Scan.Status.QUEUED, Scan.Status.PROCESSING, Scan.Status.FAILED):
+            return None
+        if Prediction.objects.filter(scan=scan).exists():
+            return None
+        scan.status = Scan.Status.PROCESSING
+        scan.save(update_fields=["status"])
+        return scan
+
+
+def record_prediction(scan_id, model_version, probability, heatmap_png: bytes, inference_ms) -> Prediction:
+    """Save the model's output once; a task delivered twice finds the first prediction and keeps it."""
+    with transaction.atomic():
+        scan = Scan.objects.select_for_update().get(pk=scan_id)
+        existing = Prediction.objects.filter(scan=scan).first()
+        if existing:
+            return existing
+        threshold = model_version.threshold
+        prediction = Prediction(
+            scan=scan,
+            model_version=model_version,
+            probability=float(probability),
+            label=Label.PNEUMONIA if probability >= threshold else Label.NORMAL,
+            threshold=threshold,
+            inference_ms=inference_ms,
+        )
+        prediction.heatmap.save("heatmap.png", ContentFile(heatmap_png), save=False)
+        try:
+            prediction.save()
+        except BaseException:
+            delete_stored_file(prediction.heatmap)
+            raise
+        before = scan.status
+        scan.status = Scan.Status.PREDICTED
+        scan.failure_reason = ""
+        scan.save(update_fields=["status", "failure_reason"])
+        audit(
+            None,
+            "scan.predicted",
+            scan,
+            before={"status": before},
+            after={"status": scan.status, "probability": prediction.probability, "label": prediction.label, "model_version": model_version.version},
+        )
+        return prediction
+
+
+def mark_scan_failed(scan_id, reason: str):
+    with transaction.atomic():
+        scan = Scan.objects.select_for_update().get(pk=scan_id)
+        if scan.status in (Scan.Status.PREDICTED, Scan.Status.REVIEWED):
+            return scan
+        before = scan.status
+        scan.status = Scan.Status.FAILED
+        scan.failure_reason = reason[:2000]
+        scan.save(update_fields=["status", "failure_reason"])
+        audit(None, "scan.failed", scan, before={"status": before}, after={"status": scan.status, "reason": scan.failure_reason})
+        return scan
+
+
+def requeue_scan(actor, scan: Scan) -> Scan:
+    """An admin sends a failed (or stuck) scan back to the queue."""
+    with transaction.atomic():
+        scan = Scan.objects.select_for_update().get(pk=scan.pk)
+        if scan.status not in (Scan.Status.FAILED, Scan.Status.QUEUED, Scan.Status.PROCESSING):
+            raise ValidationError(f"A {scan.get_status_display().lower()} scan cannot be re-queued.")
+        before = {"status": scan.status, "failure_reason": scan.failure_reason}
+        scan.status = Scan.Status.QUEUED
+        scan.failure_reason = ""
+        scan.save(update_fields=["status", "failure_reason"])
+        audit(actor, "scan.requeued", scan, before=before, after={"status": scan.status})
+        transaction.on_commit(lambda: enqueue_prediction(scan.pk))
+    return scan
+
+
+def review_scan(actor, scan: Scan, decision: str, note: str = "") -> Review:
+    """A doctor's decision on the model's prediction. A later review corrects an earlier one; both stay."""
+    note = (note or "").strip()
+    if decision not in Review.Decision.values:
+        raise ValidationError({"decision": f"Decision must be one of: {', '.join(Review.Decision.values)}."})
+    if decision == Review.Decision.OVERRIDE and not note:
+        raise ValidationError({"note": "A note is required to override the model's prediction."})
+    with transaction.atomic():
+        scan = Scan.objects.select_for_update().get(pk=scan.pk)
+        prediction = Prediction.objects.filter(scan=scan).first()
+        if prediction is None:
+            raise ValidationError("This scan has no prediction to review yet.")
+        previous = scan.latest_review()
+        final_label = prediction.label if decision == Review.Decision.CONFIRM else Label.other(prediction.label)
+        review = Review.objects.create(
+            scan=scan, doctor=actor, decision=decision, final_label=final_label, note=note, supersedes=previous
+        )
+        before = {"status": scan.status, "final_label": previous.final_label if previous else None}
+        scan.status = Scan.Status.REVIEWED
+        scan.save(update_fields=["status"])
+        audit(actor, "scan.reviewed" if previous is None else "scan.review_corrected", scan, before=before,
+              after={"status": scan.status, "decision": decision, "final_label": final_label, "note": note, "review": review.pk})
+    return review

@@ -1,0 +1,149 @@
+"""Decode and validate an uploaded X-ray: PNG, JPEG or DICOM in, pixels and metadata out, or a clear refusal.
+
+The format is told by the file's content, never by its name. The same decoding serves the upload
+(validation) and the worker (prediction), so what was accepted is exactly what is predicted.
+"""
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+from django.conf import settings
+from PIL import Image
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+DICOM_MAGIC_OFFSET = 128
+
+
+class RejectedUpload(ValueError):
+    """The file cannot be accepted; the message says why, for the person who uploaded it."""
+
+
+@dataclass
+class DecodedImage:
+    image_format: str  # "png", "jpeg" or "dicom"
+    pixels: np.ndarray
+    sha256: str
+    dicom_patient: dict = field(default_factory=dict)  # mrn, name, birth_date, sex when DICOM has them
+
+
+def sniff_format(head: bytes):
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head.startswith(JPEG_SIGNATURE):
+        return "jpeg"
+    if head[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == b"DICM":
+        return "dicom"
+    return None
+
+
+def decode_upload(data: bytes) -> DecodedImage:
+    """Validate and decode the bytes of an uploaded file. Raises RejectedUpload."""
+    if not data:
+        raise RejectedUpload("The file is empty.")
+    if len(data) > settings.MAX_UPLOAD_BYTES:
+        raise RejectedUpload(f"The file is larger than the {settings.MAX_UPLOAD_BYTES // (1024 * 1024)} MB limit.")
+    image_format = sniff_format(data[: DICOM_MAGIC_OFFSET + 4])
+    if image_format is None:
+        raise RejectedUpload("This is not a PNG, JPEG or DICOM file (its content was checked, not its name).")
+    if image_format == "dicom":
+        pixels, patient = decode_dicom(data)
+    else:
+        pixels, patient = decode_raster(data, image_format), {}
+    return DecodedImage(image_format, pixels, hashlib.sha256(data).hexdigest(), patient)
+
+
+def check_pixel_count(width, height):
+    if width <= 0 or height <= 0:
+        raise RejectedUpload("The image has no pixels.")
+    if width * height > settings.MAX_IMAGE_PIXELS:
+        raise RejectedUpload(
+            f"The image is {width}x{height} pixels, more than the {settings.MAX_IMAGE_PIXELS:,} pixel limit."
+        )
+
+
+def decode_raster(data: bytes, image_format: str) -> np.ndarray:
+    name = image_format.upper()
+    # Pillow only warns between its bound and twice that: make the warning a refusal too.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data), formats=[name]) as image:
+                check_pixel_count(*image.size)
+                image.load()
+                return raster_to_array(image)
+        except RejectedUpload:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise RejectedUpload(f"The {name} declares more pixels than allowed (a decompression bomb?).") from None
+        except (OSError, SyntaxError, ValueError) as error:
+            raise RejectedUpload(f"The {name} file is damaged or truncated and cannot be decoded ({error}).") from None
+
+
+def raster_to_array(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(image, dtype=np.uint16)
+    if image.mode in ("I", "F"):
+        return np.asarray(image, dtype=np.float32)
+    if image.mode not in ("L", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
+    return np.asarray(image)
+
+
+def decode_dicom(data: bytes):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as error:
+        raise RejectedUpload(f"The DICOM file cannot be read ({error}).") from None
+    if "PixelData" not in dataset:
+        raise RejectedUpload("The DICOM file has no pixel data (is it a report or a structured document?).")
+    check_pixel_count(int(dataset.get("Columns", 0) or 0), int(dataset.get("Rows", 0) or 0))
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    try:
+        raw = dataset.pixel_array
+    except Exception as error:  # pydicom raises several types for undecodable pixel data
+        if syntax is not None and syntax.is_compressed:
+            raise RejectedUpload(
+                f"The DICOM pixel data is compressed as {syntax.name} ({syntax}), which this installation cannot decode."
+            ) from None
+        raise RejectedUpload(f"The DICOM pixel data cannot be decoded ({error}).") from None
+    if raw.ndim == 3 and dataset.get("SamplesPerPixel", 1) == 1:
+        raw = raw[0]  # a multi-frame image: the first frame is the radiograph
+    pixels = apply_voi_lut(apply_modality_lut(raw, dataset), dataset).astype(np.float32)
+    if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
+        pixels = pixels.max() - pixels  # MONOCHROME1 shows low values as white
+    return to_uint8(pixels), dicom_patient(dataset)
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    low, high = float(np.min(pixels)), float(np.max(pixels))
+    if high <= low:
+        return np.zeros(pixels.shape, dtype=np.uint8)
+    return np.round((pixels - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
+def dicom_patient(dataset) -> dict:
+    patient = {}
+    if dataset.get("PatientID"):
+        patient["mrn"] = str(dataset.PatientID).strip()
+    if dataset.get("PatientName"):
+        # DICOM person names are Family^Given^Middle.
+        patient["name"] = " ".join(reversed([p for p in str(dataset.PatientName).split("^")[:2] if p])).strip()
+    birth = str(dataset.get("PatientBirthDate", "") or "")
+    if len(birth) == 8 and birth.isdigit():
+        try:
+            patient["birth_date"] = date(int(birth[:4]), int(birth[4:6]), int(birth[6:]))
+        except ValueError:
+            pass
+    sex = str(dataset.get("PatientSex", "") or "").strip().upper()
+    if sex in ("M", "F", "O"):
+        patient["sex"] = sex
+    return patient

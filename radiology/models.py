@@ -1,0 +1,150 @@
+"""Clinical records: patients, their scans, the model's predictions, the doctors' reviews, the audit trail."""
+
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from classifier.models import ModelVersion
+
+
+class Label(models.TextChoices):
+    NORMAL = "NORMAL", "Normal"
+    PNEUMONIA = "PNEUMONIA", "Pneumonia"
+
+    @classmethod
+    def other(cls, label):
+        return cls.NORMAL if label == cls.PNEUMONIA else cls.PNEUMONIA
+
+
+class Patient(models.Model):
+    class Sex(models.TextChoices):
+        # DICOM's Patient's Sex (0010,0040) values.
+        MALE = "M", "Male"
+        FEMALE = "F", "Female"
+        OTHER = "O", "Other"
+
+    mrn = models.CharField("MRN", max_length=64, unique=True, help_text="Medical record number.")
+    name = models.CharField(max_length=200)
+    birth_date = models.DateField()
+    sex = models.CharField(max_length=1, choices=Sex.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "mrn"]
+        permissions = [("view_patient_history", "Can view a patient's scan history")]
+
+    def __str__(self):
+        return f"{self.name} ({self.mrn})"
+
+
+def scan_upload_path(scan, filename):
+    # Stored names never come from the client: the original name is kept in a field only.
+    now = timezone.now()
+    return f"scans/{now:%Y/%m}/{uuid.uuid4().hex}{Path(filename).suffix.lower()}"
+
+
+def heatmap_upload_path(prediction, filename):
+    now = timezone.now()
+    return f"heatmaps/{now:%Y/%m}/{uuid.uuid4().hex}.png"
+
+
+class Scan(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PROCESSING = "processing", "Processing"
+        PREDICTED = "predicted", "Predicted"
+        FAILED = "failed", "Failed"
+        REVIEWED = "reviewed", "Reviewed"
+
+    class Format(models.TextChoices):
+        PNG = "png", "PNG"
+        JPEG = "jpeg", "JPEG"
+        DICOM = "dicom", "DICOM"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="scans")
+    image = models.FileField(upload_to=scan_upload_path)
+    image_format = models.CharField(max_length=8, choices=Format.choices)
+    original_filename = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="uploaded_scans")
+    uploaded_at = models.DateTimeField(default=timezone.now, db_index=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    failure_reason = models.TextField(blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="Last time the prediction task was sent.")
+
+    class Meta:
+        ordering = ["-uploaded_at"]
+        constraints = [models.UniqueConstraint(fields=["patient", "sha256"], name="one_scan_per_file_per_patient")]
+        permissions = [
+            ("view_scan_image", "Can view scan images"),
+            ("view_scan_heatmap", "Can view the model's heatmaps"),
+            ("requeue_scan", "Can re-queue a scan"),
+            ("view_dashboard", "Can view the accuracy dashboard"),
+        ]
+
+    def __str__(self):
+        return f"Scan {self.pk} of {self.patient}"
+
+    @property
+    def is_waiting_for_review(self):
+        return self.status == self.Status.PREDICTED
+
+    def latest_review(self):
+        return self.reviews.order_by("-created_at", "-pk").first()
+
+    def waited(self, now=None):
+        return (now or timezone.now()) - self.uploaded_at
+
+
+class Prediction(models.Model):
+    # One per scan: the database itself refuses a second one when a task is delivered twice.
+    scan = models.OneToOneField(Scan, on_delete=models.CASCADE, related_name="prediction")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    probability = models.FloatField()
+    label = models.CharField(max_length=10, choices=Label.choices)
+    threshold = models.FloatField()
+    heatmap = models.FileField(upload_to=heatmap_upload_path)
+    inference_ms = models.FloatField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"{self.label} ({self.probability:.3f}) for scan {self.scan_id}"
+
+
+class Review(models.Model):
+    class Decision(models.TextChoices):
+        CONFIRM = "confirm", "Confirm"
+        OVERRIDE = "override", "Override"
+
+    scan = models.ForeignKey(Scan, on_delete=models.PROTECT, related_name="reviews")
+    doctor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    final_label = models.CharField(max_length=10, choices=Label.choices)
+    note = models.TextField(blank=True)
+    supersedes = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.get_decision_display()} {self.final_label} on scan {self.scan_id}"
+
+
+class AuditEvent(models.Model):
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.object_type} {self.object_id}"

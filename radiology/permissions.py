@@ -1,0 +1,89 @@
+"""Roles and what each may do: the one place pages and the API both ask.
+
+A role is a Django group; an action is a named capability backed by one Django permission,
+so an administrator can also grant a single capability to a person outside the three roles.
+"""
+
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+
+RADIOGRAPHER, DOCTOR, ADMIN = "radiographer", "doctor", "admin"
+ROLES = (RADIOGRAPHER, DOCTOR, ADMIN)
+
+# action -> the permission that grants it
+ACTIONS = {
+    "manage_patients": "radiology.add_patient",
+    "view_patients": "radiology.view_patient",
+    "upload_scans": "radiology.add_scan",
+    "view_scan_status": "radiology.view_scan",
+    "view_scan_images": "radiology.view_scan_image",
+    "view_heatmaps": "radiology.view_scan_heatmap",
+    "review_scans": "radiology.add_review",
+    "view_patient_history": "radiology.view_patient_history",
+    "view_dashboard": "radiology.view_dashboard",
+    "requeue_scans": "radiology.requeue_scan",
+    "view_model_versions": "classifier.view_modelversion",
+    "activate_model_versions": "classifier.activate_modelversion",
+    "manage_users": "auth.change_user",
+    "manage_tokens": "authtoken.change_token",
+}
+ROLE_ACTIONS = {
+    RADIOGRAPHER: ["manage_patients", "view_patients", "upload_scans", "view_scan_status", "view_scan_images"],
+    DOCTOR: ["view_patients", "view_scan_images", "view_heatmaps", "review_scans", "view_patient_history"],
+    ADMIN: ["view_dashboard", "requeue_scans", "view_scan_status", "view_model_versions", "activate_model_versions", "manage_users", "manage_tokens"],
+}
+
+# Django permissions each role's group holds (the admin also manages users in Django's admin).
+ROLE_EXTRA_PERMISSIONS = {
+    ADMIN: ["auth.add_user", "auth.view_user", "auth.view_group", "authtoken.add_token", "authtoken.view_token", "authtoken.delete_token"],
+}
+
+
+def can(user, action):
+    return bool(user and user.is_authenticated and user.has_perm(ACTIONS[action]))
+
+
+def role_of(user):
+    names = set(user.groups.values_list("name", flat=True)) if user.is_authenticated else set()
+    return next((role for role in ROLES if role in names), None)
+
+
+def require(action):
+    """View decorator: login first, then the action's permission (403 otherwise)."""
+
+    def decorator(view):
+        @wraps(view)
+        @login_required
+        def wrapper(request, *args, **kwargs):
+            if not can(request.user, action):
+                raise PermissionDenied(f"Your role may not {action.replace('_', ' ')}.")
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def role_context(request):
+    """Template context: `can.<action>` for menus, and the user's role."""
+    user = getattr(request, "user", None)
+    return {
+        "can": {action: can(user, action) for action in ACTIONS},
+        "role": role_of(user) if user else None,
+    }
+
+
+def ensure_roles(**kwargs):
+    """Create the role groups with exactly their permissions (runs after every migrate)."""
+    from django.contrib.auth.models import Group, Permission
+
+    for role in ROLES:
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = [ACTIONS[a] for a in ROLE_ACTIONS[role]] + ROLE_EXTRA_PERMISSIONS.get(role, [])
+        perms = []
+        for dotted in wanted:
+            app_label, codename = dotted.split(".")
+            perms.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        group.permissions.set(perms)

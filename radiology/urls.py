@@ -1,0 +1,8 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("django-admin/", admin.site.urls),
+    path("api/", include("radiology.api.urls")),
+    path("", include("radiology.web.urls")),
+]

@@ -1,0 +1,75 @@
+"""Shared fixtures: users of each role, a logged-in client per role, patients, an active tiny model."""
+
+import pytest
+from django.test import Client
+
+from tests.factories import PatientFactory, UserFactory
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def media_root(tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def radiographer(db):
+    return UserFactory(username="radiographer1", role="radiographer")
+
+
+@pytest.fixture
+def doctor(db):
+    return UserFactory(username="doctor1", role="doctor")
+
+
+@pytest.fixture
+def admin_user(db):
+    return UserFactory(username="admin1", role="admin", is_staff=True)
+
+
+@pytest.fixture
+def outsider(db):
+    """A logged-in user with no role."""
+    return UserFactory(username="nobody")
+
+
+def logged_in(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def radiographer_client(radiographer):
+    return logged_in(radiographer)
+
+
+@pytest.fixture
+def doctor_client(doctor):
+    return logged_in(doctor)
+
+
+@pytest.fixture
+def admin_client_(admin_user):
+    return logged_in(admin_user)
+
+
+@pytest.fixture
+def patient(db):
+    return PatientFactory()
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory):
+    from tests.support.tiny_model import make_tiny_artifact
+
+    return make_tiny_artifact(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+def model_version(db, tiny_artifact):
+    from classifier.registry import register_model
+
+    return register_model(tiny_artifact, activate=True)
