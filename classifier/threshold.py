@@ -1,0 +1,55 @@
+"""Decision-threshold rules, applied to a labeled sample's scores.
+
+A rule is written as text so it can be stored with the model and given on the command
+line:
+
+- `sensitivity>=0.95` (the default): the highest specificity whose sensitivity is at
+  least 0.95; among equally specific choices, the most sensitive one. Missing a
+  pneumonia costs more than a second look at a normal film.
+- `youden`: the highest sensitivity + specificity - 1.
+
+The threshold is put halfway between the lowest score called pneumonia and the highest
+score called normal, so that a new scan is not decided by the exact score of one
+calibration image.
+"""
+
+import re
+
+import numpy as np
+
+from classifier.metrics import _as_arrays
+
+DEFAULT_RULE = "sensitivity>=0.95"
+_SENSITIVITY_RULE = re.compile(r"^sensitivity>=(0(?:\.\d+)?|1(?:\.0+)?)$")
+
+
+def parse_rule(rule):
+    """-> ("sensitivity", target) or ("youden", None); ValueError for anything else."""
+    rule = rule.replace(" ", "")
+    if rule == "youden":
+        return "youden", None
+    match = _SENSITIVITY_RULE.match(rule)
+    if match:
+        return "sensitivity", float(match.group(1))
+    raise ValueError(f"unknown threshold rule {rule!r}: use 'sensitivity>=0.95' or 'youden'")
+
+
+def choose_threshold(y_true, y_score, rule=DEFAULT_RULE):
+    """The threshold that `rule` picks on this labeled sample (needs both classes)."""
+    kind, target = parse_rule(rule)
+    y_true, y_score = _as_arrays(y_true, y_score)
+    positives, negatives = y_score[y_true == 1], y_score[y_true == 0]
+    if positives.size == 0 or negatives.size == 0:
+        raise ValueError("choosing a threshold needs both normal and pneumonia images")
+    candidates = np.unique(y_score)  # predict pneumonia when score >= candidate
+    sensitivity = np.array([(positives >= t).mean() for t in candidates])
+    specificity = np.array([(negatives < t).mean() for t in candidates])
+    if kind == "youden":
+        objective = sensitivity + specificity
+    else:
+        # A score that only admissible candidates can reach: specificity first, then
+        # sensitivity as the tie-break (1e-6 is below one image's share of specificity).
+        objective = np.where(sensitivity >= target - 1e-12, specificity + 1e-6 * sensitivity, -1)
+    best = candidates[int(np.argmax(objective))]
+    below = y_score[y_score < best]
+    return float((best + below.max()) / 2) if below.size else float(best)

@@ -1,0 +1,131 @@
+"""Domain actions: the rules every page and API call goes through."""
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from radiology import actions
+from radiology.ingest import RejectedUpload
+from radiology.models import AuditEvent, Prediction, Review, Scan
+from tests.factories import ModelVersionFactory, PredictionFactory
+from tests.support.images import png_bytes
+
+
+def stored_files(media_root):
+    return [p for p in media_root.rglob("*") if p.is_file()] if media_root.exists() else []
+
+
+def test_upload_stores_scan_audits_and_enqueues_on_commit(radiographer, patient, media_root, django_capture_on_commit_callbacks, monkeypatch):
+    sent = []
+    monkeypatch.setattr(actions, "enqueue_prediction", sent.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = actions.upload_scan(radiographer, patient, "chest.png", png_bytes())
+    scan = result.scan
+    assert not result.duplicate
+    assert scan.status == Scan.Status.QUEUED and scan.image_format == "png"
+    assert scan.original_filename == "chest.png"
+    assert sent == [scan.pk]
+    assert len(stored_files(media_root)) == 1
+    assert AuditEvent.objects.filter(action="scan.uploaded", object_id=str(scan.pk), actor=radiographer).exists()
+
+
+def test_nothing_is_enqueued_before_the_transaction_commits(radiographer, patient, django_capture_on_commit_callbacks, monkeypatch):
+    sent = []
+    monkeypatch.setattr(actions, "enqueue_prediction", sent.append)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        actions.upload_scan(radiographer, patient, "chest.png", png_bytes())
+        assert sent == []
+    assert len(callbacks) == 1
+
+
+def test_same_file_twice_for_a_patient_is_flagged_not_duplicated(radiographer, patient, media_root):
+    first = actions.upload_scan(radiographer, patient, "a.png", png_bytes(seed=3))
+    second = actions.upload_scan(radiographer, patient, "b.png", png_bytes(seed=3))
+    assert second.duplicate and second.scan.pk == first.scan.pk
+    assert Scan.objects.count() == 1
+    assert len(stored_files(media_root)) == 1
+
+
+def test_refused_upload_stores_nothing(radiographer, patient, media_root):
+    with pytest.raises(RejectedUpload, match="not a PNG, JPEG or DICOM"):
+        actions.upload_scan(radiographer, patient, "notes.png", b"hello, this is text")
+    assert Scan.objects.count() == 0
+    assert stored_files(media_root) == []
+
+
+def test_a_failure_after_storing_the_file_leaves_no_orphan(radiographer, patient, media_root, monkeypatch):
+    def broken_audit(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(actions, "audit", broken_audit)
+    with pytest.raises(RuntimeError):
+        actions.upload_scan(radiographer, patient, "chest.png", png_bytes())
+    assert Scan.objects.count() == 0
+    assert stored_files(media_root) == []
+
+
+def test_path_is_stripped_from_the_original_name(radiographer, patient):
+    scan = actions.upload_scan(radiographer, patient, "..\\..\\windows/../../x.png", png_bytes()).scan
+    assert scan.original_filename == "x.png"
+    assert ".." not in scan.image.name and scan.image.name.startswith("scans/")
+
+
+def test_record_prediction_is_idempotent(db, radiographer, patient):
+    scan = actions.upload_scan(radiographer, patient, "chest.png", png_bytes()).scan
+    version = ModelVersionFactory(threshold=0.4)
+    first = actions.record_prediction(scan.pk, version, 0.41, b"png", 3.0)
+    second = actions.record_prediction(scan.pk, version, 0.10, b"png", 3.0)
+    assert first.pk == second.pk
+    assert Prediction.objects.filter(scan=scan).count() == 1
+    first.refresh_from_db()
+    assert first.label == "PNEUMONIA" and first.threshold == 0.4
+    scan.refresh_from_db()
+    assert scan.status == Scan.Status.PREDICTED
+
+
+def test_override_needs_a_note_and_flips_the_label(doctor):
+    prediction = PredictionFactory(probability=0.9)
+    with pytest.raises(ValidationError):
+        actions.review_scan(doctor, prediction.scan, "override", "  ")
+    assert Review.objects.count() == 0
+    review = actions.review_scan(doctor, prediction.scan, "override", "Clear lungs on the lateral view.")
+    assert review.final_label == "NORMAL"
+    prediction.scan.refresh_from_db()
+    assert prediction.scan.status == Scan.Status.REVIEWED
+
+
+def test_a_correction_is_a_new_review_and_both_stay_audited(doctor):
+    prediction = PredictionFactory(probability=0.2)
+    first = actions.review_scan(doctor, prediction.scan, "confirm")
+    correction = actions.review_scan(doctor, prediction.scan, "override", "Missed a left lower lobe opacity.")
+    assert first.final_label == "NORMAL" and correction.final_label == "PNEUMONIA"
+    assert correction.supersedes == first
+    assert prediction.scan.latest_review() == correction
+    actions_logged = list(AuditEvent.objects.filter(object_id=str(prediction.scan.pk)).values_list("action", flat=True))
+    assert "scan.reviewed" in actions_logged and "scan.review_corrected" in actions_logged
+
+
+def test_a_scan_without_prediction_cannot_be_reviewed(doctor, radiographer, patient):
+    scan = actions.upload_scan(radiographer, patient, "chest.png", png_bytes()).scan
+    with pytest.raises(ValidationError, match="no prediction"):
+        actions.review_scan(doctor, scan, "confirm")
+
+
+def test_failed_scan_can_be_requeued_by_admin(admin_user, radiographer, patient, django_capture_on_commit_callbacks, monkeypatch):
+    scan = actions.upload_scan(radiographer, patient, "chest.png", png_bytes()).scan
+    actions.mark_scan_failed(scan.pk, "model file missing")
+    scan.refresh_from_db()
+    assert scan.status == Scan.Status.FAILED and scan.failure_reason == "model file missing"
+    sent = []
+    monkeypatch.setattr(actions, "enqueue_prediction", sent.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.requeue_scan(admin_user, scan)
+    scan.refresh_from_db()
+    assert scan.status == Scan.Status.QUEUED and sent == [scan.pk]
+    assert AuditEvent.objects.filter(action="scan.requeued", actor=admin_user).exists()
+
+
+def test_a_reviewed_scan_cannot_be_requeued(admin_user, doctor):
+    prediction = PredictionFactory()
+    actions.review_scan(doctor, prediction.scan, "confirm")
+    with pytest.raises(ValidationError):
+        actions.requeue_scan(admin_user, prediction.scan)
