@@ -2,13 +2,15 @@
 
 The backbone is built on the model's own input tensor, so its layers sit directly in the
 model (no nested sub-model) and Grad-CAM can reach the last convolutional layer by name.
+Keras is imported inside the functions, so the inference module can share the names
+below without loading TensorFlow.
 """
 
-import keras
+OUTPUT_LAYER = "pneumonia_probability"  # the sigmoid head; Grad-CAM reads its logit
 
-# name -> (constructor, name of the last convolutional activation, for Grad-CAM)
+# name -> (keras.applications constructor, its last convolutional activation, for Grad-CAM)
 BACKBONES = {
-    "mobilenet_v2": (keras.applications.MobileNetV2, "out_relu"),
+    "mobilenet_v2": ("MobileNetV2", "out_relu"),
 }
 
 
@@ -20,9 +22,11 @@ def build_model(
     `weights` is None (random), "imagenet" (downloaded; needs internet), a Keras
     Applications `.h5` file, or a Keras 3 `.weights.h5` file saved with `save_weights`.
     """
+    import keras
+
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; known: {sorted(BACKBONES)}")
-    constructor, _ = BACKBONES[backbone]
+    constructor = getattr(keras.applications, BACKBONES[backbone][0])
     inputs = keras.Input((input_size, input_size, 3), name="image")
     weights_file = str(weights) if weights not in (None, "imagenet") else None
     load_after = weights_file is not None and weights_file.endswith(".weights.h5")
@@ -36,7 +40,7 @@ def build_model(
     if load_after:
         base.load_weights(weights_file)
     x = keras.layers.Dropout(dropout, name="head_dropout")(base.output)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="pneumonia_probability")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_LAYER)(x)
     model = keras.Model(inputs, outputs, name=f"pneumonia_{backbone}")
     return model, base.layers[1:]  # base.layers[0] is our own input layer
 
@@ -56,6 +60,8 @@ def unfreeze_top(backbone_layers, n_layers):
     A frozen BatchNormalization layer runs in inference mode in Keras 3, so its ImageNet
     statistics are kept while small fine-tuning batches pass through.
     """
+    import keras
+
     for i, layer in enumerate(backbone_layers):
         top = i >= len(backbone_layers) - n_layers
         layer.trainable = top and not isinstance(layer, keras.layers.BatchNormalization)

@@ -108,6 +108,19 @@ def to_model_input(equalized_uint8, backbone):
     return backbone_preprocess_input(backbone)(rgb).astype(np.float32, copy=False)
 
 
+def preprocessing_spec(size, backbone):
+    """What `preprocess_image` does, as stored in a model's metadata and checked on load."""
+    return {
+        "function": "classifier.preprocess.preprocess_image",
+        "grayscale": "luma 0.299/0.587/0.114, alpha dropped",
+        "resize": f"squash to {size}x{size}",
+        "intensity": "min-max stretch to uint8",
+        "clahe": {"clip_limit": CLAHE_CLIP_LIMIT, "tile_grid": list(CLAHE_TILE_GRID)},
+        "channels": 3,
+        "backbone_preprocess_input": backbone,
+    }
+
+
 def preprocess_image(pixels, size=224, backbone="mobilenet_v2"):
     """Any decoded image -> the model's (size, size, 3) float32 input."""
     return to_model_input(normalized_grayscale(pixels, size), backbone)

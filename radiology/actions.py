@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from radiology.ingest import DecodedImage, decode_upload
 from radiology.models import AuditEvent, Label, Patient, Prediction, Review, Scan
@@ -44,9 +45,10 @@ def create_patient(actor, *, mrn, name, birth_date, sex) -> Patient:
 
 
 def safe_filename(name: str) -> str:
-    """The last path component of a client-supplied name, whatever its path syntax."""
+    """The last path component of a client-supplied name, whatever its path syntax, without
+    control characters (PostgreSQL refuses NUL; others would garble pages and logs)."""
     base = PureWindowsPath(PurePosixPath(name or "").name).name
-    return base.strip()[:255] or "upload"
+    return "".join(char for char in base if char.isprintable()).strip()[:255] or "upload"
 
 
 @dataclass
@@ -184,8 +186,11 @@ def requeue_scan(actor, scan: Scan) -> Scan:
     return scan
 
 
-def review_scan(actor, scan: Scan, decision: str, note: str = "") -> Review:
-    """A doctor's decision on the model's prediction. A later review corrects an earlier one; both stay."""
+def review_scan(actor, scan: Scan, decision: str, note: str = "", final_label: str | None = None) -> Review:
+    """A doctor's decision on the model's prediction. A later review corrects an earlier one; both stay.
+
+    `final_label`, when given (API clients state it), must be the label the decision implies: a
+    client that confirms a prediction it has not seen is refused rather than recorded."""
     note = (note or "").strip()
     if decision not in Review.Decision.values:
         raise ValidationError({"decision": f"Decision must be one of: {', '.join(Review.Decision.values)}."})
@@ -197,7 +202,10 @@ def review_scan(actor, scan: Scan, decision: str, note: str = "") -> Review:
         if prediction is None:
             raise ValidationError("This scan has no prediction to review yet.")
         previous = scan.latest_review()
-        final_label = prediction.label if decision == Review.Decision.CONFIRM else Label.other(prediction.label)
+        implied = prediction.label if decision == Review.Decision.CONFIRM else Label.other(prediction.label)
+        if final_label is not None and final_label != implied:
+            raise ValidationError({"final_label": f"To {decision} this {prediction.label} prediction gives {implied}, not {final_label}."})
+        final_label = implied
         review = Review.objects.create(
             scan=scan, doctor=actor, decision=decision, final_label=final_label, note=note, supersedes=previous
         )
@@ -207,3 +215,38 @@ def review_scan(actor, scan: Scan, decision: str, note: str = "") -> Review:
         audit(actor, "scan.reviewed" if previous is None else "scan.review_corrected", scan, before=before,
               after={"status": scan.status, "decision": decision, "final_label": final_label, "note": note, "review": review.pk})
     return review
+
+
+def activate_model_version(actor, version):
+    """An admin puts a model version in force; new predictions use it, old ones keep theirs."""
+    from classifier.models import ModelVersion
+
+    with transaction.atomic():
+        previous = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+        version.activate()
+        audit(actor, "model_version.activated", version,
+              before={"active": previous.version if previous else None}, after={"active": version.version})
+    return version
+
+
+def issue_api_token(actor, user, replace=False):
+    """The user's API token: the existing one, or a new one (always new with `replace`, which
+    revokes the old). The audit names the user, never the key."""
+    with transaction.atomic():
+        existing = Token.objects.select_for_update().filter(user=user).first()
+        if existing and not replace:
+            return existing
+        if existing:
+            existing.delete()
+        token = Token.objects.create(user=user)
+        audit(actor, "api_token.issued", user, after={"replaced": existing is not None})
+    return token
+
+
+def revoke_api_token(actor, user) -> bool:
+    """Delete the user's API token; False when they had none."""
+    with transaction.atomic():
+        deleted, _ = Token.objects.filter(user=user).delete()
+        if deleted:
+            audit(actor, "api_token.revoked", user)
+    return bool(deleted)

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db.models.signals import post_migrate
 
 
@@ -7,6 +8,10 @@ class RadiologyConfig(AppConfig):
     verbose_name = "Radiology workflow"
 
     def ready(self):
+        from radiology import signals
         from radiology.permissions import ensure_roles
 
         post_migrate.connect(ensure_roles, sender=self)
+        user_logged_in.connect(signals.audit_login, dispatch_uid="radiology.audit_login")
+        user_logged_out.connect(signals.audit_logout, dispatch_uid="radiology.audit_logout")
+        user_login_failed.connect(signals.audit_login_failed, dispatch_uid="radiology.audit_login_failed")

@@ -46,7 +46,7 @@ def decode_upload(data: bytes) -> DecodedImage:
     if not data:
         raise RejectedUpload("The file is empty.")
     if len(data) > settings.MAX_UPLOAD_BYTES:
-        raise RejectedUpload(f"The file is larger than the {settings.MAX_UPLOAD_BYTES // (1024 * 1024)} MB limit.")
+        raise RejectedUpload(f"The file is larger than the {readable_size(settings.MAX_UPLOAD_BYTES)} limit.")
     image_format = sniff_format(data[: DICOM_MAGIC_OFFSET + 4])
     if image_format is None:
         raise RejectedUpload("This is not a PNG, JPEG or DICOM file (its content was checked, not its name).")
@@ -55,6 +55,13 @@ def decode_upload(data: bytes) -> DecodedImage:
     else:
         pixels, patient = decode_raster(data, image_format), {}
     return DecodedImage(image_format, pixels, hashlib.sha256(data).hexdigest(), patient)
+
+
+def readable_size(size: int) -> str:
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.3g} {unit}"
+    return f"{size} bytes"
 
 
 def check_pixel_count(width, height):
@@ -68,7 +75,9 @@ def check_pixel_count(width, height):
 
 def decode_raster(data: bytes, image_format: str) -> np.ndarray:
     name = image_format.upper()
-    # Pillow only warns between its bound and twice that: make the warning a refusal too.
+    # Pillow's own bound backs up check_pixel_count; between the bound and twice that Pillow
+    # only warns, so the warning is made a refusal too.
+    Image.MAX_IMAGE_PIXELS = settings.MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -79,7 +88,9 @@ def decode_raster(data: bytes, image_format: str) -> np.ndarray:
         except RejectedUpload:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise RejectedUpload(f"The {name} declares more pixels than allowed (a decompression bomb?).") from None
+            raise RejectedUpload(
+                f"The {name} declares more than the {settings.MAX_IMAGE_PIXELS:,} pixel limit (a decompression bomb?)."
+            ) from None
         except (OSError, SyntaxError, ValueError) as error:
             raise RejectedUpload(f"The {name} file is damaged or truncated and cannot be decoded ({error}).") from None
 
@@ -96,31 +107,50 @@ def raster_to_array(image: Image.Image) -> np.ndarray:
 
 def decode_dicom(data: bytes):
     import pydicom
-    from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
         dataset = pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as error:
-        raise RejectedUpload(f"The DICOM file cannot be read ({error}).") from None
+        return dicom_pixels(dataset), dicom_patient(dataset)
+    except RejectedUpload:
+        raise
+    except Exception as error:  # pydicom parses elements lazily and raises many types for damaged ones
+        raise RejectedUpload(f"The DICOM file is damaged and cannot be read ({error}).") from None
+
+
+def dicom_pixels(dataset) -> np.ndarray:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
     if "PixelData" not in dataset:
         raise RejectedUpload("The DICOM file has no pixel data (is it a report or a structured document?).")
-    check_pixel_count(int(dataset.get("Columns", 0) or 0), int(dataset.get("Rows", 0) or 0))
-    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
     try:
-        raw = dataset.pixel_array
-    except Exception as error:  # pydicom raises several types for undecodable pixel data
-        if syntax is not None and syntax.is_compressed:
-            raise RejectedUpload(
-                f"The DICOM pixel data is compressed as {syntax.name} ({syntax}), which this installation cannot decode."
-            ) from None
-        raise RejectedUpload(f"The DICOM pixel data cannot be decoded ({error}).") from None
-    if raw.ndim == 3 and dataset.get("SamplesPerPixel", 1) == 1:
-        raw = raw[0]  # a multi-frame image: the first frame is the radiograph
-    pixels = apply_voi_lut(apply_modality_lut(raw, dataset), dataset).astype(np.float32)
+        columns, rows = int(dataset.get("Columns", 0) or 0), int(dataset.get("Rows", 0) or 0)
+        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        raise RejectedUpload("The DICOM image size (Rows, Columns, Number of Frames) is not a number.") from None
+    check_pixel_count(columns, rows)
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    encoding = f"{syntax.name} ({syntax})" if syntax is not None else "an unstated transfer syntax"
+    if syntax is not None and not has_pixel_decoder(syntax):
+        raise RejectedUpload(f"The DICOM pixel data is compressed as {encoding}, which this installation cannot decode.")
+    # Only the first frame is decoded (it is the radiograph): a many-frame file cannot fill memory.
+    dataset.pixel_array_options(index=0 if frames > 1 else None)
+    try:
+        pixels = apply_voi_lut(apply_modality_lut(dataset.pixel_array, dataset), dataset).astype(np.float32)
+    except Exception as error:  # pydicom and numpy raise many types for damaged or inconsistent data
+        raise RejectedUpload(f"The DICOM pixel data ({encoding}) is damaged and cannot be decoded ({error}).") from None
     if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
         pixels = pixels.max() - pixels  # MONOCHROME1 shows low values as white
-    return to_uint8(pixels), dicom_patient(dataset)
+    return to_uint8(pixels)
+
+
+def has_pixel_decoder(syntax) -> bool:
+    """Whether the pixel data in this transfer syntax can be decoded here (uncompressed always can)."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        return not syntax.is_compressed or get_decoder(syntax).is_available
+    except (ValueError, NotImplementedError):  # not a transfer syntax, or one pydicom cannot decode at all
+        return False
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:

@@ -1,7 +1,33 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from radiology.web import admin_views, review_views, views
+
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.home, name="home"),
+    # Radiographer
+    path("patients/", views.patient_list, name="patient_list"),
+    path("patients/new/", views.patient_create, name="patient_create"),
+    path("patients/<int:pk>/", views.patient_detail, name="patient_detail"),
+    path("upload/", views.upload, name="upload"),
+    path("scans/status/", views.scan_status, name="scan_status"),
+    path("scans/status.json", views.scan_status_json, name="scan_status_json"),
+    # Images, for whoever may see them
+    path("scans/<int:pk>/image/", review_views.scan_image, name="scan_image"),
+    path("scans/<int:pk>/heatmap/", review_views.scan_heatmap, name="scan_heatmap"),
+    # Doctor
+    path("review/", review_views.queue, name="review_queue"),
+    path("review/next/", review_views.review_next, name="review_next"),
+    path("review/<int:pk>/", review_views.review, name="review"),
+    path("patients/<int:pk>/history/", review_views.patient_history, name="patient_history"),
+    # Admin
+    path("dashboard/", admin_views.dashboard_page, name="dashboard"),
+    path("dashboard/roc.png", admin_views.dashboard_roc_png, name="dashboard_roc_png"),
+    path("dashboard/confusion.png", admin_views.dashboard_confusion_png, name="dashboard_confusion_png"),
+    path("scans/failed/", admin_views.failed_scans, name="failed_scans"),
+    path("scans/<int:pk>/requeue/", admin_views.requeue, name="requeue_scan"),
+    path("models/", admin_views.model_versions, name="model_versions"),
+    path("models/<int:pk>/activate/", admin_views.activate_model_version, name="activate_model_version"),
 ]

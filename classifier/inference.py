@@ -1,0 +1,139 @@
+"""The Predictor: one verified model per process, fast probabilities and Grad-CAM heatmaps.
+
+Probabilities come from the LiteRT (TensorFlow Lite) conversion of the model, run by the
+XNNPACK CPU delegate: about ten times faster than `model.predict` on a few cores, with
+the same outputs within 1e-4 (tests/classifier checks this). Grad-CAM needs gradients,
+so it runs on the Keras model, through one compiled `tf.function`.
+
+    predictor = Predictor.load("classifier/bundled/pneumonia.keras")
+    probabilities = predictor.predict_proba([pixels_1, pixels_2])   # batched
+    heatmap = predictor.gradcam(pixels_1)                            # (224, 224) in [0, 1]
+"""
+
+import os
+import threading
+
+import cv2
+import numpy as np
+
+from classifier import artifact
+from classifier.model import OUTPUT_LAYER
+from classifier.preprocess import preprocess_batch
+
+
+class Predictor:
+    def __init__(self, keras_path, metadata, interpreter, keras_model, threshold):
+        self.keras_path = keras_path
+        self.metadata = metadata
+        self.threshold = float(threshold)
+        self.input_size = int(metadata["input_size"])
+        self.backbone = metadata["backbone"]
+        self._interpreter = interpreter
+        self._input_index = interpreter.get_input_details()[0]["index"]
+        self._output_index = interpreter.get_output_details()[0]["index"]
+        self._batch_size = 1
+        self._keras_model = keras_model
+        self._gradcam_step = _compiled_gradcam(keras_model, metadata["gradcam_layer"])
+        self._lock = threading.Lock()  # one interpreter: calls from threads take turns
+
+    @classmethod
+    def load(cls, keras_path, threshold=None, num_threads=None):
+        """Verifies the artifact's sha256s, loads both model forms once and warms them up.
+
+        `threshold` overrides the artifact's own (a site-calibrated ModelVersion keeps the
+        same files with its own threshold). Raises `artifact.ArtifactError` when the files
+        do not match their metadata.
+        """
+        from ai_edge_litert.interpreter import Interpreter
+
+        metadata = artifact.verified_metadata(keras_path)
+        interpreter = Interpreter(
+            model_path=str(artifact.tflite_path(keras_path)),
+            num_threads=num_threads or os.cpu_count() or 1,
+        )
+        interpreter.allocate_tensors()
+        keras_model = artifact.load_keras_model(keras_path)
+        predictor = cls(
+            keras_path, metadata, interpreter, keras_model,
+            metadata["threshold"] if threshold is None else threshold,
+        )
+        predictor._warm_up()
+        return predictor
+
+    def _warm_up(self):
+        blank = np.zeros((self.input_size, self.input_size), dtype=np.uint8)
+        self.predict_proba([blank])
+        self.gradcam(blank)
+
+    # --- probabilities ------------------------------------------------------------------
+
+    def preprocess(self, images):
+        return preprocess_batch(images, self.input_size, self.backbone)
+
+    def predict_proba(self, images):
+        """Decoded pixel arrays -> pneumonia probabilities, float array of len(images)."""
+        if len(images) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.predict_inputs(self.preprocess(images))
+
+    def predict_inputs(self, batch):
+        """Already preprocessed (n, size, size, 3) float32 inputs -> probabilities."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        with self._lock:
+            if batch.shape[0] != self._batch_size:
+                self._interpreter.resize_tensor_input(self._input_index, batch.shape)
+                self._interpreter.allocate_tensors()
+                self._batch_size = batch.shape[0]
+            self._interpreter.set_tensor(self._input_index, batch)
+            self._interpreter.invoke()
+            return self._interpreter.get_tensor(self._output_index).reshape(-1).copy()
+
+    def predict_inputs_keras(self, batch):
+        """The Keras model's outputs for the same inputs: the reference for the fast path."""
+        return np.asarray(self._keras_model(batch, training=False)).reshape(-1)
+
+    def is_positive(self, probability):
+        return probability >= self.threshold
+
+    # --- explanation --------------------------------------------------------------------
+
+    def gradcam(self, pixels):
+        """Grad-CAM of the pneumonia logit at the last conv layer.
+
+        -> float32 (size, size) heatmap in [0, 1] at model input size (all zeros when no
+        region pushes the score towards pneumonia).
+        """
+        batch = self.preprocess([pixels])
+        cam = np.asarray(self._gradcam_step(batch))[0]
+        cam = cv2.resize(cam, (self.input_size, self.input_size), interpolation=cv2.INTER_CUBIC)
+        cam = np.clip(cam, 0.0, None)
+        peak = float(cam.max())
+        return (cam / peak if peak > 0 else cam).astype(np.float32)
+
+
+def _compiled_gradcam(keras_model, layer_name):
+    """One traced function: conv activations weighted by pooled gradients of the logit.
+
+    The gradient is taken of the head's logit rather than its sigmoid, which rounds to
+    exactly 1.0 for confident scans and would leave no gradient to explain.
+    """
+    import keras
+    import tensorflow as tf
+
+    head = keras_model.get_layer(OUTPUT_LAYER)
+    conv_output = keras_model.get_layer(layer_name).output
+    to_conv = keras.Model(keras_model.inputs, conv_output)
+    conv_to_head = keras.Model(conv_output, head.input)
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        conv = to_conv(batch, training=False)
+        with tf.GradientTape() as tape:
+            tape.watch(conv)
+            pooled = conv_to_head(conv, training=False)
+            logit = tf.matmul(pooled, head.kernel) + head.bias
+        gradients = tape.gradient(logit, conv)
+        channel_weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+        return tf.nn.relu(tf.reduce_sum(conv * channel_weights, axis=-1))
+
+    return step

@@ -1,0 +1,75 @@
+"""python manage.py train_model --data DIR --out DIR [--backbone NAME] [--weights PATH] [--epochs N] ..."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from classifier.threshold import DEFAULT_RULE
+
+# The ImageNet weights shipped beside the checkout, for offline machines (by MobileNetV2 width).
+SHARED_WEIGHTS = {
+    0.35: "../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5",
+    0.5: "../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5",
+    1.0: "../shared/weights/mobilenet_v2_1.0_224_no_top.from_tfslim_npy.weights.h5",
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Train the pneumonia classifier on DIR/NORMAL and DIR/PNEUMONIA (split by patient), "
+        "choose its threshold, and save NAME.keras + .tflite + .json in --out."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--data", required=True, help="folder with NORMAL/ and PNEUMONIA/")
+        parser.add_argument("--out", required=True, help="folder for the model files")
+        parser.add_argument("--name", default="pneumonia", help="file name stem (default pneumonia)")
+        parser.add_argument("--run-dir", help="logs + validation split links (default training-runs/VERSION)")
+        parser.add_argument("--backbone", default="mobilenet_v2")
+        parser.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width")
+        parser.add_argument(
+            "--weights",
+            help="backbone weights: a local .h5 / .weights.h5 file, 'imagenet' (online), or "
+                 "'none'; default: the ../shared/weights file for --alpha",
+        )
+        parser.add_argument("--input-size", type=int, default=224)
+        parser.add_argument("--epochs", type=int, default=12, help="phase 2 (fine-tune) epochs, at most")
+        parser.add_argument("--head-epochs", type=int, default=3, help="phase 1 (frozen backbone) epochs")
+        parser.add_argument("--finetune-layers", type=int, default=60, help="top backbone layers to unfreeze")
+        parser.add_argument("--batch-size", type=int, default=32)
+        parser.add_argument("--patience", type=int, default=4, help="early stopping on validation AUC")
+        parser.add_argument("--validation-fraction", type=float, default=0.15)
+        parser.add_argument("--seed", type=int, default=1337)
+        parser.add_argument(
+            "--calibration", help="a site's labeled sample (NORMAL/, PNEUMONIA/) that sets the "
+            "threshold; without it the validation split does",
+        )
+        parser.add_argument("--rule", default=DEFAULT_RULE, help="threshold rule (classifier/threshold.py)")
+        parser.add_argument("--model-version", help="version name (default mnv2-<alpha*100>-<date>)")
+
+    def handle(self, *args, **options):
+        from classifier.train import TrainingConfig, train
+
+        weights = options["weights"] or SHARED_WEIGHTS.get(options["alpha"])
+        if weights is None:
+            raise CommandError(f"no shared weights for alpha {options['alpha']}; pass --weights")
+        config = TrainingConfig(
+            data_dir=options["data"],
+            out_dir=options["out"],
+            run_dir=options["run_dir"],
+            name=options["name"],
+            backbone=options["backbone"],
+            alpha=options["alpha"],
+            weights=None if weights == "none" else weights,
+            input_size=options["input_size"],
+            head_epochs=options["head_epochs"],
+            finetune_epochs=options["epochs"],
+            finetune_layers=options["finetune_layers"],
+            batch_size=options["batch_size"],
+            patience=options["patience"],
+            validation_fraction=options["validation_fraction"],
+            seed=options["seed"],
+            calibration_dir=options["calibration"],
+            threshold_rule=options["rule"],
+            version=options["model_version"],
+        )
+        path = train(config, log=lambda message: self.stdout.write(message))
+        self.stdout.write(self.style.SUCCESS(f"trained {path}"))

@@ -1,0 +1,233 @@
+"""Training, top to bottom: data, split, model, phase 1 (head), phase 2 (fine-tune), threshold,
+metrics, artifact.
+
+Run it through `python manage.py train_model` (see that command for the options).
+"""
+
+import csv
+import datetime
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from classifier import artifact, data
+from classifier.augment import augment_grayscale
+from classifier.metrics import binary_metrics
+from classifier.model import build_model, freeze_backbone, gradcam_layer_name, unfreeze_top
+from classifier.preprocess import equalize, resized_grayscale, to_model_input
+from classifier.threshold import DEFAULT_RULE, choose_threshold
+
+
+@dataclass
+class TrainingConfig:
+    data_dir: str
+    out_dir: str
+    run_dir: str | None = None  # logs and the validation split; default training-runs/<version>
+    name: str = "pneumonia"
+    backbone: str = "mobilenet_v2"
+    alpha: float = 0.35
+    weights: str | None = None
+    input_size: int = 224
+    head_epochs: int = 3
+    finetune_epochs: int = 12
+    finetune_layers: int = 60
+    head_learning_rate: float = 1e-3
+    finetune_learning_rate: float = 1e-4
+    batch_size: int = 32
+    dropout: float = 0.3
+    patience: int = 4
+    validation_fraction: float = 0.15
+    seed: int = 1337
+    calibration_dir: str | None = None
+    threshold_rule: str = DEFAULT_RULE
+    version: str | None = None
+
+
+def default_version(config):
+    today = datetime.date.today().isoformat()
+    return f"mnv2-{round(config.alpha * 100):03d}-{today}"
+
+
+# --- data -------------------------------------------------------------------------------
+
+def load_grayscale(images, size, log, what):
+    """Decodes and squashes every image once: (n, size, size) uint8, before CLAHE."""
+    gray = np.empty((len(images), size, size), dtype=np.uint8)
+    for i, image in enumerate(images):
+        gray[i] = resized_grayscale(data.read_image(image.path), size)
+        if (i + 1) % 1000 == 0 or i + 1 == len(images):
+            log(f"  decoded {i + 1}/{len(images)} {what} images")
+    return gray
+
+
+def model_inputs(gray, backbone):
+    return np.stack([to_model_input(equalize(g), backbone) for g in gray])
+
+
+class AugmentedBatches(keras.utils.PyDataset):
+    """Shuffled, freshly augmented training batches, reproducible from the seed."""
+
+    def __init__(self, gray, labels, batch_size, backbone, seed):
+        super().__init__()
+        self.gray, self.labels = gray, labels.astype(np.float32)
+        self.batch_size, self.backbone, self.seed = batch_size, backbone, seed
+        self.epoch = 0
+        self.order = np.random.default_rng(seed).permutation(len(gray))
+
+    def __len__(self):
+        return int(np.ceil(len(self.gray) / self.batch_size))
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        chosen = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        batch = np.stack([
+            to_model_input(equalize(augment_grayscale(self.gray[i], rng)), self.backbone)
+            for i in chosen
+        ])
+        return batch, self.labels[chosen]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.gray))
+
+
+def class_weights(labels):
+    """Weights that make both classes count equally (the split is about 1:3)."""
+    counts = np.bincount(labels, minlength=2)
+    return {label: len(labels) / (2.0 * counts[label]) for label in (0, 1)}
+
+
+def write_split_folder(images, folder):
+    """Links the images of a split into NORMAL/ and PNEUMONIA/, for evaluate_model."""
+    for class_name in data.CLASS_NAMES:
+        (Path(folder) / class_name).mkdir(parents=True, exist_ok=True)
+    for image in images:
+        link = Path(folder) / data.CLASS_NAMES[image.label] / image.path.name
+        if not link.exists():
+            link.symlink_to(image.path.resolve())
+
+
+# --- training ---------------------------------------------------------------------------
+
+def fit_phase(
+    model, train_batches, validation, weights, learning_rate, epochs, patience,
+    log_csv=None, verbose=2,
+):
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+    )
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_auc", mode="max", patience=patience, restore_best_weights=True
+        ),
+    ]
+    if log_csv:
+        callbacks.append(keras.callbacks.CSVLogger(str(log_csv), append=True))
+    history = model.fit(
+        train_batches, validation_data=validation, epochs=epochs, class_weight=weights,
+        callbacks=callbacks, verbose=verbose,
+    )
+    return {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+def train(config, log=print):
+    """Trains, calibrates and saves one model; -> path of the saved `.keras` file."""
+    config.version = config.version or default_version(config)
+    run_dir = Path(config.run_dir or Path("training-runs") / config.version)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+
+    log(f"reading {config.data_dir}")
+    images = data.list_labeled_images(config.data_dir)
+    train_images, validation_images = data.split_by_patient(
+        images, config.validation_fraction, config.seed
+    )
+    split = {"train": data.summarize(train_images), "validation": data.summarize(validation_images)}
+    log(f"split by patient: train {split['train']}, validation {split['validation']}")
+    write_split_folder(validation_images, run_dir / "validation-split")
+
+    size = config.input_size
+    train_gray = load_grayscale(train_images, size, log, "training")
+    train_labels = np.array([image.label for image in train_images])
+    validation_labels = np.array([image.label for image in validation_images])
+    validation_x = model_inputs(load_grayscale(validation_images, size, log, "validation"), config.backbone)
+    validation = (validation_x, validation_labels.astype(np.float32))
+    batches = AugmentedBatches(train_gray, train_labels, config.batch_size, config.backbone, config.seed)
+    weights = class_weights(train_labels)
+    log(f"class weights {weights}")
+
+    model, backbone_layers = build_model(
+        config.backbone, config.alpha, config.weights, size, config.dropout
+    )
+    log_csv = run_dir / "history.csv"
+
+    log(f"phase 1: head only, {config.head_epochs} epochs at lr {config.head_learning_rate}")
+    freeze_backbone(backbone_layers)
+    history = {"head": fit_phase(
+        model, batches, validation, weights, config.head_learning_rate,
+        config.head_epochs, config.patience, log_csv,
+    )}
+    log(f"phase 2: top {config.finetune_layers} backbone layers (BatchNorm frozen), "
+        f"up to {config.finetune_epochs} epochs at lr {config.finetune_learning_rate}")
+    unfreeze_top(backbone_layers, config.finetune_layers)
+    history["finetune"] = fit_phase(
+        model, batches, validation, weights, config.finetune_learning_rate,
+        config.finetune_epochs, config.patience, log_csv,
+    )
+
+    validation_scores = model.predict(validation_x, batch_size=64, verbose=0).reshape(-1)
+    metadata = {
+        "version": config.version,
+        "backbone": config.backbone,
+        "alpha": config.alpha,
+        "input_size": size,
+        "gradcam_layer": gradcam_layer_name(config.backbone),
+        "training": {
+            "config": {**asdict(config), "weights": config.weights and Path(config.weights).name},
+            "split": split,
+            "class_weights": {str(k): v for k, v in weights.items()},
+            "history": history,
+        },
+    }
+    if config.calibration_dir:
+        calibration_images = data.list_labeled_images(config.calibration_dir)
+        calibration_x = model_inputs(
+            load_grayscale(calibration_images, size, log, "calibration"), config.backbone
+        )
+        calibration_labels = [image.label for image in calibration_images]
+        calibration_scores = model.predict(calibration_x, batch_size=64, verbose=0).reshape(-1)
+        threshold = choose_threshold(calibration_labels, calibration_scores, config.threshold_rule)
+        metadata["site_calibration"] = {
+            **binary_metrics(calibration_labels, calibration_scores, threshold),
+            "data": data.summarize(calibration_images),
+        }
+        threshold_source = f"site calibration sample {Path(config.calibration_dir).name}"
+    else:
+        threshold = choose_threshold(validation_labels, validation_scores, config.threshold_rule)
+        threshold_source = "validation split"
+    metadata["threshold"] = threshold
+    metadata["threshold_rule"] = config.threshold_rule
+    metadata["threshold_source"] = threshold_source
+    metadata["validation"] = binary_metrics(validation_labels, validation_scores, threshold)
+    log(f"threshold {threshold:.4f} ({config.threshold_rule} on the {threshold_source})")
+    log(f"validation: {metadata['validation']}")
+    if "site_calibration" in metadata:
+        log(f"site calibration: {metadata['site_calibration']}")
+
+    keras_path = Path(config.out_dir) / f"{config.name}.keras"
+    artifact.save_artifact(model, keras_path, metadata)
+    _write_scores(run_dir / "validation-scores.csv", validation_images, validation_scores)
+    log(f"saved {keras_path} (+ .tflite, .json); run files in {run_dir}")
+    return keras_path
+
+
+def _write_scores(path, images, scores):
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["file", "label", "patient_id", "score"])
+        for image, score in zip(images, scores):
+            writer.writerow([image.path.name, image.label, image.patient_id, f"{score:.6f}"])

@@ -1,0 +1,101 @@
+"""One error format for every API response that is not a success:
+
+    {"error": {"status": 400, "code": "invalid", "message": "...", "fields": {"mrn": ["..."]}}}
+
+`fields` is present only when the error is about named input fields. Nothing internal (stack
+traces, exception text of unexpected errors) ever reaches the client; unexpected errors are logged.
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.exceptions import ErrorDetail
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import exception_handler, set_rollback
+
+log = logging.getLogger(__name__)
+
+NON_FIELD_KEYS = ("non_field_errors", "__all__", "detail")
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"
+
+
+def error_body(status_code, code, message, fields=None):
+    error = {"status": status_code, "code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        # Domain actions validate with Django's ValidationError: the same 400 as a serializer's.
+        exc = exceptions.ValidationError(as_serializer_error(exc))
+    elif isinstance(exc, RequestDataTooBig):
+        # DRF reads request.body before any parser for JSON, so Django's own bound fires first.
+        exc = RequestTooLarge(f"The request body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} byte limit.")
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
+    render_as_json(context.get("request"))
+    response = exception_handler(exc, context)
+    if response is None:
+        view = context.get("view")
+        log.exception("Unexpected error in %s", type(view).__name__ if view else "the API", exc_info=exc)
+        set_rollback()
+        return Response(
+            error_body(500, "server_error", "An internal error occurred; it has been logged."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    response.data = error_body(response.status_code, error_code(exc), *message_and_fields(exc, response.data))
+    return response
+
+
+def render_as_json(request):
+    """Errors are JSON even where successes are not (the schema's YAML, image files)."""
+    if request is not None:
+        request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+
+
+def error_code(exc):
+    codes = exc.get_codes()
+    return codes if isinstance(codes, str) else exc.default_code
+
+
+def message_and_fields(exc, data):
+    if isinstance(exc, exceptions.ValidationError):
+        return validation_message_and_fields(data)
+    if isinstance(data, dict) and "detail" in data:
+        return str(data["detail"]), None
+    return str(data), None
+
+
+def validation_message_and_fields(data):
+    if isinstance(data, list):
+        return " ".join(flatten(data)) or "Invalid input.", None
+    fields = {key: flatten(value) for key, value in data.items() if key not in NON_FIELD_KEYS}
+    general = [message for key in NON_FIELD_KEYS for message in flatten(data.get(key, []))]
+    if general:
+        return " ".join(general), fields or None
+    names = ", ".join(fields)
+    return f"Invalid input: {names}." if names else "Invalid input.", fields or None
+
+
+def flatten(value):
+    """Error messages of one field as a flat list of strings (nested serializers give dicts/lists)."""
+    if isinstance(value, (str, ErrorDetail)):
+        return [str(value)]
+    if isinstance(value, dict):
+        return [f"{key}: {message}" for key, nested in value.items() for message in flatten(nested)]
+    return [message for item in value for message in flatten(item)]

@@ -1,0 +1,231 @@
+"""API representations. Input serializers validate shapes and types; the rules live in radiology.actions."""
+
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.authtoken.models import Token
+
+from classifier.models import ModelVersion
+from radiology.models import Label, Patient, Prediction, Review, Scan
+
+
+def absolute_url(serializer, name, pk):
+    path = reverse(name, args=[pk])
+    request = serializer.context.get("request")
+    return request.build_absolute_uri(path) if request else path
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    status = serializers.IntegerField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="For invalid input: the messages for each field.",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+# --- patients -------------------------------------------------------------------------------------
+
+
+class PatientSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Patient
+        fields = ["id", "mrn", "name", "birth_date", "sex", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class PatientQuerySerializer(serializers.Serializer):
+    search = serializers.CharField(required=False, max_length=200, help_text="Part of the name or MRN.")
+
+
+class PatientSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Patient
+        fields = ["id", "mrn", "name"]
+
+
+# --- scans ----------------------------------------------------------------------------------------
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    model_version = serializers.CharField(source="model_version.version", read_only=True)
+    heatmap_url = serializers.SerializerMethodField(help_text="The Grad-CAM heatmap (PNG); doctors only.")
+
+    class Meta:
+        model = Prediction
+        fields = ["probability", "label", "threshold", "model_version", "heatmap_url", "created_at"]
+
+    def get_heatmap_url(self, prediction) -> str:
+        return absolute_url(self, "api-scan-heatmap", prediction.scan_id)
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    doctor = serializers.CharField(source="doctor.username", read_only=True)
+
+    class Meta:
+        model = Review
+        fields = ["id", "scan", "doctor", "decision", "final_label", "note", "supersedes", "created_at"]
+
+
+class ScanSerializer(serializers.ModelSerializer):
+    prediction = serializers.SerializerMethodField()
+    reviews = ReviewSerializer(many=True, read_only=True)
+    uploaded_by = serializers.CharField(source="uploaded_by.username", read_only=True)
+    image_url = serializers.SerializerMethodField(help_text="The uploaded file as stored.")
+
+    class Meta:
+        model = Scan
+        fields = [
+            "id", "patient", "status", "failure_reason", "image_format", "original_filename",
+            "uploaded_by", "uploaded_at", "image_url", "prediction", "reviews",
+        ]
+
+    @extend_schema_field(PredictionSerializer(allow_null=True))
+    def get_prediction(self, scan):
+        prediction = getattr(scan, "prediction", None)  # the reverse one-to-one raises when absent
+        return PredictionSerializer(prediction, context=self.context).data if prediction else None
+
+    def get_image_url(self, scan) -> str:
+        return absolute_url(self, "api-scan-image", scan.pk)
+
+
+class UploadedScanSerializer(ScanSerializer):
+    duplicate = serializers.BooleanField(
+        help_text="True when this file had already been uploaded for this patient: the existing scan is returned (200) and nothing new is stored."
+    )
+
+    class Meta(ScanSerializer.Meta):
+        fields = ScanSerializer.Meta.fields + ["duplicate"]
+
+
+class ScanUploadSerializer(serializers.Serializer):
+    patient = serializers.PrimaryKeyRelatedField(queryset=Patient.objects.all(), help_text="The patient's id.")
+    image = serializers.FileField(help_text="A PNG, JPEG or DICOM file; its content decides the format, not its name.")
+
+
+class ScanQuerySerializer(serializers.Serializer):
+    patient = serializers.IntegerField(required=False, min_value=1, help_text="Only this patient's scans.")
+    status = serializers.ChoiceField(choices=Scan.Status.choices, required=False)
+    uploaded_after = serializers.DateTimeField(required=False, help_text="ISO 8601, inclusive.")
+    uploaded_before = serializers.DateTimeField(required=False, help_text="ISO 8601, exclusive.")
+
+
+class QueueEntrySerializer(ScanSerializer):
+    patient = PatientSummarySerializer(read_only=True)
+    overdue = serializers.SerializerMethodField(help_text="Waited past the triage cap: it jumps ahead of higher scores.")
+
+    class Meta(ScanSerializer.Meta):
+        fields = ScanSerializer.Meta.fields + ["overdue"]
+
+    def get_overdue(self, scan) -> bool:
+        return scan.overdue_rank == 0
+
+
+# --- reviews --------------------------------------------------------------------------------------
+
+
+class ReviewCreateSerializer(serializers.Serializer):
+    scan = serializers.PrimaryKeyRelatedField(queryset=Scan.objects.all(), help_text="The scan's id.")
+    decision = serializers.ChoiceField(choices=Review.Decision.choices)
+    final_label = serializers.ChoiceField(
+        choices=Label.choices,
+        required=False,
+        help_text="Optional: the label this decision gives; refused if it is not what the decision implies.",
+    )
+    note = serializers.CharField(required=False, allow_blank=True, max_length=5000, help_text="Required to override.")
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
+class MetricsQuerySerializer(serializers.Serializer):
+    model_version = serializers.SlugRelatedField(
+        slug_field="version", queryset=ModelVersion.objects.all(), required=False, help_text="A model version name."
+    )
+    start = serializers.DateField(required=False, help_text="First day of uploads counted (YYYY-MM-DD).")
+    end = serializers.DateField(required=False, help_text="Last day of uploads counted (YYYY-MM-DD).")
+
+    def validate(self, attrs):
+        if attrs.get("start") and attrs.get("end") and attrs["start"] > attrs["end"]:
+            raise serializers.ValidationError({"end": "The end date is before the start date."})
+        return attrs
+
+
+class DurationStatsSerializer(serializers.Serializer):
+    n = serializers.IntegerField()
+    median_s = serializers.FloatField(allow_null=True)
+    p95_s = serializers.FloatField(allow_null=True)
+    mean_s = serializers.FloatField(allow_null=True)
+
+
+class TurnaroundSerializer(serializers.Serializer):
+    upload_to_prediction = DurationStatsSerializer()
+    prediction_to_review = DurationStatsSerializer(help_text="Until the first review.")
+
+
+class MetricsSerializer(serializers.Serializer):
+    n = serializers.IntegerField(help_text="Reviewed scans counted.")
+    accuracy = serializers.FloatField(allow_null=True)
+    sensitivity = serializers.FloatField(allow_null=True)
+    specificity = serializers.FloatField(allow_null=True)
+    precision = serializers.FloatField(allow_null=True)
+    f1 = serializers.FloatField(allow_null=True)
+    auc = serializers.FloatField(allow_null=True)
+    confusion_matrix = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()), help_text="[[tn, fp], [fn, tp]]."
+    )
+    threshold = serializers.FloatField(allow_null=True, help_text="The decision threshold, when all counted scans share one.")
+    thresholds = serializers.ListField(child=serializers.FloatField())
+    override_rate = serializers.FloatField(allow_null=True, help_text="Share of counted scans whose final label differs from the model's.")
+    turnaround = TurnaroundSerializer()
+    model_versions = serializers.ListField(child=serializers.CharField())
+
+
+# --- model versions -------------------------------------------------------------------------------
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "version", "threshold", "sha256", "metadata", "evaluation", "parent", "is_active", "created_at"]
+
+
+# --- tokens ---------------------------------------------------------------------------------------
+
+
+class CredentialsSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    user = serializers.IntegerField(source="user_id", read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+    token = serializers.CharField(source="key", read_only=True, help_text="Send as `Authorization: Token <token>`.")
+
+    class Meta:
+        model = Token
+        fields = ["user", "username", "token", "created"]
+
+
+class IssuedTokenSummarySerializer(TokenSerializer):
+    """A token as admins list them: whose and since when, never the key itself."""
+
+    class Meta(TokenSerializer.Meta):
+        fields = ["user", "username", "created"]
+
+
+class TokenIssueSerializer(serializers.Serializer):
+    user = serializers.PrimaryKeyRelatedField(
+        queryset=get_user_model().objects.filter(is_active=True), help_text="The user's id. A token they had stops working."
+    )

@@ -1,0 +1,236 @@
+"""The clinical API: patients, scans, the review queue, reviews, metrics, model versions.
+
+Each view translates HTTP into a call of radiology.actions (or a query) and back. Who may do
+what is `required_actions`, checked by RoleActionPermission against radiology.permissions.
+"""
+
+from django.db.models import Prefetch, Q
+from django.http import FileResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from classifier.models import ModelVersion
+from radiology import actions
+from radiology.api import serializers as s
+from radiology.api.errors import error_body
+from radiology.dashboard import dashboard_metrics
+from radiology.models import Patient, Review, Scan
+from radiology.triage import review_queue
+from radiology.web.forms import RefusedFile, read_upload
+
+# Who may see a scan's record: its uploader's role, the reviewing doctors, the admins.
+SEE_SCANS = ("view_scan_status", "review_scans", "view_patient_history")
+STORED_CONTENT_TYPES = {Scan.Format.PNG: "image/png", Scan.Format.JPEG: "image/jpeg", Scan.Format.DICOM: "application/dicom"}
+PRIVATE = "private, no-store"  # patient images stay out of shared and browser caches
+
+
+def query(serializer_class, request):
+    """The validated query parameters (400 naming the parameter otherwise)."""
+    params = serializer_class(data=request.query_params)
+    params.is_valid(raise_exception=True)
+    return params.validated_data
+
+
+def private_file(file, content_type):
+    response = FileResponse(file, content_type=content_type)
+    response["Cache-Control"] = PRIVATE
+    return response
+
+
+def with_reviews(scans):
+    return scans.select_related("uploaded_by", "prediction", "prediction__model_version").prefetch_related(
+        Prefetch("reviews", queryset=Review.objects.select_related("doctor").order_by("created_at", "pk"))
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List patients", parameters=[s.PatientQuerySerializer]),
+    retrieve=extend_schema(summary="A patient"),
+    create=extend_schema(summary="Create a patient"),
+)
+class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.PatientSerializer
+    queryset = Patient.objects.all()
+    required_actions = {"list": ("view_patients",), "retrieve": ("view_patients",), "create": ("manage_patients",)}
+
+    def get_queryset(self):
+        patients = super().get_queryset()
+        if self.action == "list":
+            text = query(s.PatientQuerySerializer, self.request).get("search", "").strip()
+            if text:
+                patients = patients.filter(Q(name__icontains=text) | Q(mrn__icontains=text))
+        return patients
+
+    def perform_create(self, serializer):
+        serializer.instance = actions.create_patient(self.request.user, **serializer.validated_data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List scans", parameters=[s.ScanQuerySerializer]),
+    retrieve=extend_schema(summary="A scan: status, prediction once predicted, reviews"),
+)
+class ScanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = s.ScanSerializer
+    queryset = Scan.objects.all()
+    required_actions = {
+        "list": SEE_SCANS,
+        "retrieve": SEE_SCANS,
+        "create": ("upload_scans",),
+        "image": ("view_scan_images",),
+        "heatmap": ("view_heatmaps",),
+        "requeue": ("requeue_scans",),
+    }
+
+    def get_queryset(self):
+        scans = with_reviews(super().get_queryset()).order_by("-uploaded_at", "-pk")
+        if self.action != "list":
+            return scans
+        filters = query(s.ScanQuerySerializer, self.request)
+        if "patient" in filters:
+            scans = scans.filter(patient_id=filters["patient"])
+        if "status" in filters:
+            scans = scans.filter(status=filters["status"])
+        if "uploaded_after" in filters:
+            scans = scans.filter(uploaded_at__gte=filters["uploaded_after"])
+        if "uploaded_before" in filters:
+            scans = scans.filter(uploaded_at__lt=filters["uploaded_before"])
+        return scans
+
+    @extend_schema(
+        summary="Upload an X-ray for a patient",
+        description=(
+            "Multipart form: `patient` (id) and `image` (PNG, JPEG or DICOM). The file goes through the same "
+            "validation as the upload page and is queued for the model once stored: 201 with the new scan. "
+            "The same file uploaded again for the same patient stores nothing and returns the existing "
+            "scan with 200 and `duplicate: true`. A refused file gives 400 with the reason under `image`."
+        ),
+        request={"multipart/form-data": s.ScanUploadSerializer},
+        responses={201: s.UploadedScanSerializer, 200: s.UploadedScanSerializer},
+    )
+    def create(self, request):
+        form = s.ScanUploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        patient = form.validated_data["patient"]
+        upload = read_upload(form.validated_data["image"])
+        if isinstance(upload, RefusedFile):
+            raise ValidationError({"image": [f"Refused, nothing stored. {upload.reason}"]})
+        file_mrn = upload.decoded.dicom_patient.get("mrn")
+        if file_mrn and file_mrn != patient.mrn:
+            # As on the upload page: a DICOM file naming another patient is almost certainly a mix-up.
+            raise ValidationError({"image": [f"The DICOM file is for patient ID {file_mrn}, not MRN {patient.mrn}."]})
+        result = actions.upload_scan(request.user, patient, upload.name, upload.data, upload.decoded)
+        scan = with_reviews(Scan.objects).get(pk=result.scan.pk)
+        body = {**s.ScanSerializer(scan, context=self.get_serializer_context()).data, "duplicate": result.duplicate}
+        return Response(body, status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Download the uploaded file as stored",
+        description="Each download is recorded in the audit trail (`scan.image_viewed`).",
+        responses={(200, media): OpenApiTypes.BINARY for media in STORED_CONTENT_TYPES.values()},
+    )
+    @action(detail=True, methods=["get"])
+    def image(self, request, pk=None):
+        scan = self.get_object()
+        actions.audit(request.user, "scan.image_viewed", scan, after={"patient": scan.patient_id})
+        return private_file(scan.image.open("rb"), STORED_CONTENT_TYPES[scan.image_format])
+
+    @extend_schema(
+        summary="The model's Grad-CAM heatmap (PNG)",
+        description="404 until the scan is predicted. Each view is recorded in the audit trail (`scan.heatmap_viewed`).",
+        responses={(200, "image/png"): OpenApiTypes.BINARY},
+    )
+    @action(detail=True, methods=["get"])
+    def heatmap(self, request, pk=None):
+        scan = self.get_object()
+        prediction = getattr(scan, "prediction", None)
+        if prediction is None:
+            raise NotFound("This scan has no prediction yet.")
+        actions.audit(request.user, "scan.heatmap_viewed", scan, after={"patient": scan.patient_id})
+        return private_file(prediction.heatmap.open("rb"), "image/png")
+
+    @extend_schema(
+        summary="Send a failed or stuck scan back to the model (admins)",
+        request=None,
+        responses={200: s.ScanSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def requeue(self, request, pk=None):
+        scan = actions.requeue_scan(request.user, self.get_object())
+        return Response(s.ScanSerializer(with_reviews(Scan.objects).get(pk=scan.pk), context=self.get_serializer_context()).data)
+
+
+@extend_schema_view(list=extend_schema(summary="The scans waiting for review, in review order (doctors)"))
+class QueueViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Most likely pneumonia first; a scan that has waited past the cap jumps ahead (same order as the page)."""
+
+    serializer_class = s.QueueEntrySerializer
+    required_actions = {"list": ("review_scans",)}
+
+    def get_queryset(self):
+        return with_reviews(review_queue())
+
+
+class ReviewViewSet(viewsets.GenericViewSet):
+    serializer_class = s.ReviewCreateSerializer
+    required_actions = {"create": ("review_scans",)}
+
+    @extend_schema(
+        summary="Confirm or override the model's prediction (doctors)",
+        description="A later review of the same scan corrects the earlier one; both are kept. Overriding needs a `note`.",
+        responses={201: s.ReviewSerializer},
+    )
+    def create(self, request):
+        form = self.get_serializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        review = actions.review_scan(request.user, data["scan"], data["decision"], data.get("note", ""), data.get("final_label"))
+        return Response(s.ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+
+class MetricsView(APIView):
+    required_actions = {"get": ("view_dashboard",)}
+
+    @extend_schema(
+        summary="The model's accuracy against the doctors' final labels (admins)",
+        description="Over reviewed scans; `start` and `end` are upload dates, inclusive. A metric undefined for the data is null.",
+        parameters=[s.MetricsQuerySerializer],
+        responses={200: s.MetricsSerializer},
+    )
+    def get(self, request):
+        filters = query(s.MetricsQuerySerializer, request)
+        metrics = dashboard_metrics(filters.get("model_version"), filters.get("start"), filters.get("end"))
+        return Response(s.MetricsSerializer(metrics).data)
+
+
+@extend_schema_view(list=extend_schema(summary="Model versions (admins)"), retrieve=extend_schema(summary="A model version"))
+class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = s.ModelVersionSerializer
+    queryset = ModelVersion.objects.all().order_by("-created_at", "-pk")
+    required_actions = {
+        "list": ("view_model_versions",),
+        "retrieve": ("view_model_versions",),
+        "activate": ("activate_model_versions",),
+    }
+
+    @extend_schema(
+        summary="Put this model version in force (admins)",
+        description="New predictions use it; earlier predictions keep the version that made them.",
+        request=None,
+        responses={200: s.ModelVersionSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def activate(self, request, pk=None):
+        version = actions.activate_model_version(request.user, self.get_object())
+        return Response(self.get_serializer(version).data)
+
+
+@csrf_exempt  # it changes nothing, so a browser session's POST gets this 404, not the CSRF page
+def unknown_endpoint(request, *args, **kwargs):
+    """Any other path under /api/: a 404 in the API's error format rather than an HTML page."""
+    return JsonResponse(error_body(404, "not_found", "No such API endpoint."), status=404)

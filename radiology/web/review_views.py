@@ -1,0 +1,127 @@
+"""The doctor's pages (review queue, review, patient history) and the permission-checked images.
+
+Patient images never have a public URL: these views check the role, write an audit event for
+every look at a patient's image, and stream the file from storage.
+"""
+
+import io
+
+import numpy as np
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import Prefetch
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+from PIL import Image
+
+from radiology import actions
+from radiology.ingest import decode_upload
+from radiology.models import Patient, Review, Scan
+from radiology.permissions import require
+from radiology.triage import review_queue
+from radiology.web.forms import ReviewForm
+from radiology.web.views import page_of
+
+CONTENT_TYPES = {Scan.Format.PNG: "image/png", Scan.Format.JPEG: "image/jpeg"}
+PRIVATE = "private, no-store"  # patient images stay out of shared and browser caches
+
+
+@require("review_scans")
+@require_GET
+def queue(request):
+    now = timezone.now()
+    return render(request, "radiology/review_queue.html", {
+        "page": page_of(request, review_queue(now)), "now": now, "wait_cap_minutes": settings.TRIAGE_MAX_WAIT_MINUTES,
+    })
+
+
+def next_in_queue(after_scan_id=None):
+    """The scan after `after_scan_id` in the queue's order (the top one when it is not queued)."""
+    ids = list(review_queue().values_list("pk", flat=True))
+    if after_scan_id in ids:
+        position = ids.index(after_scan_id)
+        rest = ids[position + 1:] or ids[:position]  # past the end, wrap round to the top
+        return rest[0] if rest else None
+    return ids[0] if ids else None
+
+
+@require("review_scans")
+@require_GET
+def review_next(request):
+    scan_id = next_in_queue()
+    return redirect("review", pk=scan_id) if scan_id else redirect("review_queue")
+
+
+@require("review_scans")
+@require_http_methods(["GET", "POST"])
+def review(request, pk):
+    scan = get_object_or_404(Scan.objects.select_related("patient", "prediction", "prediction__model_version"), pk=pk, prediction__isnull=False)
+    form = ReviewForm(request.POST or None)
+    if form.is_bound and form.is_valid():
+        try:
+            saved = actions.review_scan(request.user, scan, form.cleaned_data["decision"], form.cleaned_data["note"])
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            done = "confirmed" if saved.decision == Review.Decision.CONFIRM else "overridden"
+            messages.success(request, f"Scan {scan.pk} of {scan.patient.name} {done}: final label {saved.get_final_label_display().lower()}.")
+            following = next_in_queue()
+            return redirect("review", pk=following) if following else redirect("review_queue")
+    reviews = scan.reviews.select_related("doctor").order_by("created_at", "pk")
+    return render(request, "radiology/review.html", {
+        "scan": scan,
+        "prediction": scan.prediction,
+        "reviews": reviews,
+        "form": form,
+        "next_scan_id": next_in_queue(scan.pk),
+    }, status=400 if form.errors else 200)
+
+
+@require("view_patient_history")
+@require_GET
+def patient_history(request, pk):
+    patient = get_object_or_404(Patient, pk=pk)
+    scans = (
+        patient.scans.select_related("prediction", "prediction__model_version")
+        .prefetch_related(Prefetch("reviews", queryset=Review.objects.select_related("doctor").order_by("created_at", "pk")))
+        .order_by("-uploaded_at")
+    )
+    return render(request, "radiology/patient_history.html", {"patient": patient, "page": page_of(request, scans)})
+
+
+def private_file(response):
+    response["Cache-Control"] = PRIVATE
+    return response
+
+
+def open_stored(field_file):
+    try:
+        return field_file.open("rb")
+    except FileNotFoundError:
+        raise Http404("The image file is missing from storage.") from None
+
+
+@require("view_scan_images")
+@require_GET
+def scan_image(request, pk):
+    scan = get_object_or_404(Scan, pk=pk)
+    actions.audit(request.user, "scan.image_viewed", scan, after={"patient": scan.patient_id})
+    if scan.image_format == Scan.Format.DICOM:
+        # Browsers cannot show DICOM: send the decoded (windowed) pixels as PNG.
+        with open_stored(scan.image) as stored:
+            pixels = decode_upload(stored.read()).pixels
+        buffer = io.BytesIO()
+        Image.fromarray(np.asarray(pixels)).save(buffer, format="PNG")
+        return private_file(HttpResponse(buffer.getvalue(), content_type="image/png"))
+    return private_file(FileResponse(open_stored(scan.image), content_type=CONTENT_TYPES[scan.image_format]))
+
+
+@require("view_heatmaps")
+@require_GET
+def scan_heatmap(request, pk):
+    scan = get_object_or_404(Scan.objects.select_related("prediction"), pk=pk, prediction__isnull=False)
+    actions.audit(request.user, "scan.heatmap_viewed", scan, after={"patient": scan.patient_id})
+    return private_file(FileResponse(open_stored(scan.prediction.heatmap), content_type="image/png"))

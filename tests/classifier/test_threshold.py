@@ -1,0 +1,44 @@
+"""The documented threshold rules."""
+
+import pytest
+
+from classifier.metrics import binary_metrics
+from classifier.threshold import choose_threshold, parse_rule
+
+# 10 pneumonia and 6 normal scores; the lowest pneumonia score is an outlier.
+Y_TRUE = [1] * 10 + [0] * 6
+Y_SCORE = [0.95, 0.9, 0.88, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.1] + [0.62, 0.5, 0.4, 0.3, 0.2, 0.05]
+
+
+def test_sensitivity_rule_takes_the_most_specific_threshold_reaching_the_target():
+    # Sensitivity >= 0.9 allows missing the 0.1 outlier: call pneumonia from 0.6 up, which
+    # lets one normal (0.62) through; the threshold sits halfway down to the next score (0.5).
+    threshold = choose_threshold(Y_TRUE, Y_SCORE, "sensitivity>=0.9")
+    assert threshold == pytest.approx(0.55)
+    metrics = binary_metrics(Y_TRUE, Y_SCORE, threshold)
+    assert metrics["sensitivity"] == pytest.approx(0.9) and metrics["specificity"] == pytest.approx(5 / 6)
+
+
+def test_full_sensitivity_goes_down_to_the_outlier():
+    threshold = choose_threshold(Y_TRUE, Y_SCORE, "sensitivity>=1.0")
+    assert threshold == pytest.approx((0.1 + 0.05) / 2)
+    assert binary_metrics(Y_TRUE, Y_SCORE, threshold)["sensitivity"] == 1.0
+
+
+def test_youden_rule_maximises_sensitivity_plus_specificity():
+    threshold = choose_threshold(Y_TRUE, Y_SCORE, "youden")
+    metrics = binary_metrics(Y_TRUE, Y_SCORE, threshold)
+    assert metrics["sensitivity"] + metrics["specificity"] == pytest.approx(0.8 + 1.0)
+    assert 0.62 < threshold < 0.65
+
+
+def test_rules_are_parsed_strictly():
+    assert parse_rule("sensitivity >= 0.95") == ("sensitivity", 0.95)
+    for bad in ("sensitivity>=1.5", "specificity>=0.9", "best", ""):
+        with pytest.raises(ValueError):
+            parse_rule(bad)
+
+
+def test_a_threshold_needs_both_classes():
+    with pytest.raises(ValueError, match="both"):
+        choose_threshold([1, 1], [0.3, 0.4])

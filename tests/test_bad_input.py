@@ -1,0 +1,373 @@
+"""Bad input is refused with a clear message and leaves nothing behind: no scan row, no stored file.
+
+The files are in tests/badinput/ (how each was made: README.md there). Each is tried at every
+door: the decoder, the upload action, the API and the upload page.
+"""
+
+import io
+import json
+import random
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.urls import Resolver404, resolve
+
+from radiology import actions, ingest
+from radiology.ingest import RejectedUpload, decode_upload
+from radiology.models import AuditEvent, Patient, Scan
+from tests.support.images import chest_like_pixels, dicom_bytes, jpeg_bytes, png_bytes
+
+CORPUS = Path(__file__).resolve().parent / "badinput"
+PIXEL_LIMIT = 40_000_000  # the corpus's bomb sits between this bound and twice it
+
+# file in the corpus -> words the refusal must contain
+REFUSED = {
+    "empty.png": "empty",
+    "truncated.jpg": "truncated",
+    "decompression_bomb.png": "pixel limit",
+    "enormous_dimensions.png": "pixel limit",
+    "enormous_dimensions.jpg": "pixel limit",
+    "enormous_dimensions.dcm": "pixel limit",
+    "text_named.png": "not a PNG, JPEG or DICOM",
+    "no_pixel_data.dcm": "no pixel data",
+    "jpeg_ls.dcm": "JPEG-LS",
+}
+TRAVERSAL_NAMES = ["../../x.png", "..\\..\\x.png", "/etc/cron.d/x.png", "C:\\Windows\\x.png", "scans/../../x.png"]
+
+
+def corpus(name) -> bytes:
+    return (CORPUS / name).read_bytes()
+
+
+def stored_files(root: Path):
+    return sorted(p for p in Path(root).rglob("*") if p.is_file()) if Path(root).exists() else []
+
+
+def route_exists(path):
+    try:
+        resolve(path)
+    except Resolver404:
+        return False
+    return True
+
+
+@pytest.fixture(autouse=True)
+def upload_limits(settings):
+    settings.MAX_IMAGE_PIXELS = PIXEL_LIMIT
+    settings.MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+
+def assert_nothing_left(media_root):
+    assert Scan.objects.count() == 0
+    assert not AuditEvent.objects.filter(action__startswith="scan.").exists()
+    assert stored_files(media_root) == []
+
+
+# --- the decoder ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, reason", REFUSED.items())
+def test_decoder_refuses_bad_file_with_a_clear_reason(name, reason):
+    with pytest.raises(RejectedUpload, match=reason):
+        decode_upload(corpus(name))
+
+
+def test_corpus_bomb_is_between_the_pixel_bound_and_twice_it():
+    # PNG header: signature (8), chunk length and type (8), then width and height.
+    width, height = struct.unpack(">II", corpus("decompression_bomb.png")[16:24])
+    assert PIXEL_LIMIT < width * height < 2 * PIXEL_LIMIT
+    width, height = struct.unpack(">II", corpus("enormous_dimensions.png")[16:24])
+    assert width * height > 2 * PIXEL_LIMIT
+
+
+@pytest.mark.parametrize("name", ["decompression_bomb.png", "enormous_dimensions.png", "enormous_dimensions.jpg"])
+def test_pillow_bound_alone_refuses_bombs(name, monkeypatch):
+    """Pillow's own bound backs up the explicit pixel check: below twice the bound Pillow only
+    warns, and that warning must be a refusal too."""
+    monkeypatch.setattr(ingest, "check_pixel_count", lambda width, height: None)
+    with pytest.raises(RejectedUpload, match="decompression bomb"):
+        decode_upload(corpus(name))
+
+
+def test_jpeg_ls_refusal_names_the_transfer_syntax():
+    with pytest.raises(RejectedUpload) as refusal:
+        decode_upload(corpus("jpeg_ls.dcm"))
+    assert "JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80)" in str(refusal.value)
+    assert "cannot decode" in str(refusal.value)
+
+
+def jpeg_2000_dicom(seed) -> bytes:
+    """A DICOM whose pixels are compressed as lossless JPEG 2000 by Pillow's OpenJPEG."""
+    from PIL import Image
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    dataset = dcmread(io.BytesIO(dicom_bytes(seed=seed)))
+    codestream = io.BytesIO()
+    Image.fromarray(chest_like_pixels(seed=seed).astype(np.uint16) * 16).save(codestream, "JPEG2000", no_jp2=True, irreversible=False)
+    dataset.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    dataset.PixelData = encapsulate([codestream.getvalue()])
+    dataset["PixelData"].VR = "OB"
+    dataset["PixelData"].is_undefined_length = True
+    written = io.BytesIO()
+    dataset.save_as(written, enforce_file_format=True)
+    return written.getvalue()
+
+
+def test_compressed_dicom_with_an_installed_decoder_is_accepted():
+    """The refusal above is about a missing decoder, not about compression: JPEG 2000 decodes
+    here, to the same pixels as the uncompressed file."""
+    decoded = decode_upload(jpeg_2000_dicom(seed=3))
+    np.testing.assert_array_equal(decoded.pixels, decode_upload(dicom_bytes(seed=3)).pixels)
+
+
+def test_oversized_file_is_refused_before_it_is_decoded(settings, monkeypatch):
+    data = png_bytes(seed=11)
+    settings.MAX_UPLOAD_BYTES = len(data) - 1
+
+    def must_not_decode(*args, **kwargs):
+        raise AssertionError("an oversized file was decoded")
+
+    monkeypatch.setattr(ingest, "sniff_format", must_not_decode)
+    monkeypatch.setattr(ingest, "decode_raster", must_not_decode)
+    with pytest.raises(RejectedUpload, match=r"larger than the 6.\d+ KB limit"):
+        decode_upload(data)
+
+
+def test_file_at_the_size_limit_is_accepted(settings):
+    data = png_bytes(seed=12)
+    settings.MAX_UPLOAD_BYTES = len(data)
+    assert decode_upload(data).image_format == "png"
+
+
+@pytest.mark.parametrize("source", [png_bytes(seed=1), jpeg_bytes(seed=1), dicom_bytes(seed=1), dicom_bytes(seed=2, photometric="MONOCHROME1")],
+                         ids=["png", "jpeg", "dicom", "dicom-monochrome1"])
+def test_damaged_files_are_decoded_or_refused_never_crash(source):
+    """Random byte damage (a seeded, bounded sample): the decoder answers with pixels or a
+    RejectedUpload, never another exception (which would be a 500 at the door)."""
+    rng = random.Random(len(source))
+    for _ in range(150):
+        damaged = bytearray(source)
+        for _ in range(rng.randint(1, 20)):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            damaged = damaged[: rng.randrange(len(damaged))]
+        try:
+            decoded = decode_upload(bytes(damaged))
+        except RejectedUpload:
+            continue
+        assert decoded.pixels.ndim in (2, 3) and decoded.pixels.size > 0
+
+
+# --- the upload action ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, reason", REFUSED.items())
+def test_upload_action_refuses_and_leaves_nothing(name, reason, radiographer, patient, media_root):
+    with pytest.raises(RejectedUpload, match=reason):
+        actions.upload_scan(radiographer, patient, name, corpus(name))
+    assert_nothing_left(media_root)
+
+
+def test_upload_action_refuses_oversized_file_and_leaves_nothing(settings, radiographer, patient, media_root):
+    data = corpus("valid.png")
+    settings.MAX_UPLOAD_BYTES = len(data) - 1
+    with pytest.raises(RejectedUpload, match="larger than"):
+        actions.upload_scan(radiographer, patient, "valid.png", data)
+    assert_nothing_left(media_root)
+
+
+@pytest.mark.parametrize("client_name", TRAVERSAL_NAMES)
+def test_path_traversal_name_is_stored_safely_under_a_generated_name(client_name, radiographer, patient, media_root, tmp_path):
+    result = actions.upload_scan(radiographer, patient, client_name, corpus("valid.png"))
+    scan = Scan.objects.get()
+    assert result.scan == scan and not result.duplicate
+    assert scan.original_filename == "x.png"
+    stored = Path(scan.image.path).resolve()
+    assert stored.is_relative_to(Path(media_root).resolve())
+    assert ".." not in scan.image.name and "x.png" not in scan.image.name
+    assert stored_files(tmp_path) == [stored]  # nothing written anywhere else
+
+
+@pytest.mark.parametrize("client_name", ["x\x00.png", "x\r\n.png", "\x1bx.png", "\u202ex.png"])
+def test_control_characters_in_a_name_are_dropped(client_name, radiographer, patient):
+    actions.upload_scan(radiographer, patient, client_name, corpus("valid.png"))
+    assert Scan.objects.get().original_filename == "x.png"
+
+
+# --- through the API --------------------------------------------------------------------------
+
+needs_api = pytest.mark.skipif(not route_exists("/api/v1/scans/"), reason="POST /api/v1/scans/ is not built yet")
+
+
+def multipart(fields: dict, files: dict, boundary="----pneumoscan-test-boundary"):
+    """A multipart body built by hand, so file names reach the server exactly as given
+    (Django's test client would strip their directories itself)."""
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, (filename, data) in files.items():
+        header = (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                  "Content-Type: application/octet-stream\r\n\r\n")
+        parts.append(header.encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def api_upload(client, patient_id, filename, data):
+    body, content_type = multipart({"patient": patient_id}, {"image": (filename, data)})
+    return client.post("/api/v1/scans/", data=body, content_type=content_type)
+
+
+def error_text(response):
+    return json.dumps(response.json())
+
+
+@needs_api
+@pytest.mark.parametrize("name, reason", REFUSED.items())
+def test_api_refuses_bad_file_with_400_and_leaves_nothing(name, reason, radiographer_client, patient, media_root):
+    response = api_upload(radiographer_client, patient.pk, name, corpus(name))
+    assert response.status_code == 400, response.content
+    assert "image" in response.json()["error"].get("fields", {})
+    assert reason in error_text(response)
+    assert_nothing_left(media_root)
+
+
+@needs_api
+def test_api_refuses_oversized_upload_and_leaves_nothing(settings, radiographer_client, patient, media_root):
+    data = corpus("valid.png")
+    settings.MAX_UPLOAD_BYTES = len(data) - 1
+    response = api_upload(radiographer_client, patient.pk, "valid.png", data)
+    assert response.status_code in (400, 413), response.content
+    assert "larger than" in error_text(response)
+    assert_nothing_left(media_root)
+
+
+@needs_api
+def test_api_stores_traversal_name_safely(radiographer_client, patient, media_root, tmp_path):
+    response = api_upload(radiographer_client, patient.pk, "../../x.png", corpus("valid.png"))
+    assert response.status_code == 201, response.content
+    scan = Scan.objects.get(pk=response.json()["id"])
+    assert scan.original_filename == "x.png"
+    assert stored_files(tmp_path) == [Path(scan.image.path).resolve()]
+
+
+@needs_api
+@pytest.mark.parametrize("fields, files, bad_field", [
+    ({}, {"image": ("x.png", None)}, "patient"),
+    ({"patient": "PATIENT"}, {}, "image"),
+    ({"patient": "not-a-number"}, {"image": ("x.png", None)}, "patient"),
+    ({"patient": "99999999"}, {"image": ("x.png", None)}, "patient"),
+    ({"patient": "PATIENT", "image": "just text, not a file"}, {}, "image"),
+], ids=["missing-patient", "missing-image", "patient-wrong-type", "unknown-patient", "image-not-a-file"])
+def test_api_malformed_scan_upload_says_which_field(fields, files, bad_field, radiographer_client, patient, media_root):
+    fields = {key: (patient.pk if value == "PATIENT" else value) for key, value in fields.items()}
+    files = {key: (filename, corpus("valid.png")) for key, (filename, _) in files.items()}
+    body, content_type = multipart(fields, files)
+    response = radiographer_client.post("/api/v1/scans/", data=body, content_type=content_type)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"][bad_field]
+    assert_nothing_left(media_root)
+
+
+VALID_PATIENT = {"mrn": "MRN-BAD-1", "name": "Ada Example", "birth_date": "2019-05-06", "sex": "F"}
+
+
+@needs_api
+@pytest.mark.parametrize("change, bad_field", [
+    ({"birth_date": 20190506}, "birth_date"),
+    ({"birth_date": "06/05/2019"}, "birth_date"),
+    ({"sex": 1}, "sex"),
+    ({"sex": "male"}, "sex"),
+    ({"mrn": ["MRN-1"]}, "mrn"),
+    ({"name": {"first": "Ada"}}, "name"),
+    ({"mrn": None}, "mrn"),
+    ({"mrn": "M" * 65}, "mrn"),
+], ids=lambda value: str(value)[:30])
+def test_api_patient_with_wrong_types_says_which_field(change, bad_field, radiographer_client):
+    response = radiographer_client.post("/api/v1/patients/", data={**VALID_PATIENT, **change}, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"][bad_field]
+    assert not Patient.objects.filter(mrn=VALID_PATIENT["mrn"]).exists()
+
+
+@needs_api
+@pytest.mark.parametrize("missing", list(VALID_PATIENT))
+def test_api_patient_missing_field_says_which(missing, radiographer_client):
+    body = {key: value for key, value in VALID_PATIENT.items() if key != missing}
+    response = radiographer_client.post("/api/v1/patients/", data=body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert missing in response.json()["error"]["fields"]
+
+
+@needs_api
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2, 3]", b'"a string"', b"\xff\xfe\x00"], ids=["syntax", "list", "string", "binary"])
+def test_api_malformed_json_is_a_400(body, radiographer_client):
+    response = radiographer_client.post("/api/v1/patients/", data=body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["message"]
+
+
+@needs_api
+def test_api_oversized_json_is_refused_before_parsing(settings, radiographer_client):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
+    body = {**VALID_PATIENT, "name": "A" * 4096}
+    response = radiographer_client.post("/api/v1/patients/", data=body, content_type="application/json")
+    assert response.status_code in (400, 413), response.content
+    assert "limit" in response.json()["error"]["message"]
+    assert not Patient.objects.exists()
+
+
+@needs_api
+@pytest.mark.parametrize("change, bad_field", [
+    ({"scan": "abc"}, "scan"),
+    ({"scan": 99999999}, "scan"),
+    ({"decision": "maybe"}, "decision"),
+    ({"decision": 1}, "decision"),
+], ids=["scan-wrong-type", "unknown-scan", "unknown-decision", "decision-wrong-type"])
+def test_api_malformed_review_says_which_field(change, bad_field, doctor_client):
+    body = {"scan": 1, "decision": "confirm", "final_label": "NORMAL", "note": "", **change}
+    response = doctor_client.post("/api/v1/reviews/", data=body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"][bad_field]
+
+
+# --- through the upload page ------------------------------------------------------------------
+
+needs_upload_page = pytest.mark.skipif(not route_exists("/upload/"), reason="the upload page is not built yet")
+
+
+def page_upload(client, patient, filename, data):
+    body, content_type = multipart({"patient": patient.pk}, {"files": (filename, data)})
+    return client.post("/upload/", data=body, content_type=content_type)
+
+
+@needs_upload_page
+@pytest.mark.parametrize("name, reason", REFUSED.items())
+def test_upload_page_refuses_bad_file_and_leaves_nothing(name, reason, radiographer_client, patient, media_root):
+    response = page_upload(radiographer_client, patient, name, corpus(name))
+    assert response.status_code == 400
+    assert reason in response.content.decode()
+    assert_nothing_left(media_root)
+
+
+@needs_upload_page
+def test_upload_page_refuses_oversized_file_and_leaves_nothing(settings, radiographer_client, patient, media_root):
+    data = corpus("valid.png")
+    settings.MAX_UPLOAD_BYTES = len(data) - 1
+    response = page_upload(radiographer_client, patient, "valid.png", data)
+    assert response.status_code == 400
+    assert "larger than" in response.content.decode()
+    assert_nothing_left(media_root)
+
+
+@needs_upload_page
+def test_upload_page_stores_traversal_name_safely(radiographer_client, patient, tmp_path):
+    response = page_upload(radiographer_client, patient, "../../x.png", corpus("valid.png"))
+    assert response.status_code == 302
+    scan = Scan.objects.get()
+    assert scan.original_filename == "x.png"
+    assert stored_files(tmp_path) == [Path(scan.image.path).resolve()]
