@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from radiology.ingest import DecodedImage, decode_upload
+from radiology.ingest import DecodedImage, check_dicom_patient, decode_upload
 from radiology.models import AuditEvent, Label, Patient, Prediction, Review, Scan
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class UploadResult:
 def upload_scan(actor, patient: Patient, filename: str, data: bytes, decoded: DecodedImage | None = None) -> UploadResult:
     """Store an X-ray for a patient and queue its prediction. Raises RejectedUpload, storing nothing."""
     decoded = decoded or decode_upload(data)
+    check_dicom_patient(decoded, patient.mrn)
     existing = Scan.objects.filter(patient=patient, sha256=decoded.sha256).first()
     if existing:
         audit(actor, "scan.duplicate_upload", existing, after={"original_filename": safe_filename(filename)})

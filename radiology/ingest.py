@@ -31,6 +31,37 @@ class DecodedImage:
     dicom_patient: dict = field(default_factory=dict)  # mrn, name, birth_date, sex when DICOM has them
 
 
+@dataclass
+class AcceptedFile:
+    name: str
+    data: bytes
+    decoded: DecodedImage
+
+
+@dataclass
+class RefusedFile:
+    name: str
+    reason: str
+
+
+def read_upload(uploaded) -> AcceptedFile | RefusedFile:
+    """Read and decode one uploaded file (a Django UploadedFile) from a page or the API."""
+    # One byte past the limit is enough for decode_upload to refuse an oversized file with its
+    # own message, without reading all of it into memory.
+    data = uploaded.read(settings.MAX_UPLOAD_BYTES + 1)
+    try:
+        return AcceptedFile(uploaded.name, data, decode_upload(data))
+    except RejectedUpload as refusal:
+        return RefusedFile(uploaded.name, str(refusal))
+
+
+def check_dicom_patient(decoded: DecodedImage, mrn: str):
+    """A DICOM file that names another patient is almost certainly a mix-up: refuse it."""
+    file_mrn = decoded.dicom_patient.get("mrn")
+    if file_mrn and file_mrn != mrn:
+        raise RejectedUpload(f"The DICOM file is for patient ID {file_mrn}, not MRN {mrn}.")
+
+
 def sniff_format(head: bytes):
     if head.startswith(PNG_SIGNATURE):
         return "png"

@@ -96,6 +96,14 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Shared by every web process (API rate limits count across them): Redis in production.
+CACHE_URL = env_str("CACHE_URL")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
 AUTHENTICATION_BACKENDS = [
     # Axes first: it refuses a locked-out username/IP before any password is checked.
     "axes.backends.AxesStandaloneBackend",

@@ -129,3 +129,13 @@ def test_a_reviewed_scan_cannot_be_requeued(admin_user, doctor):
     actions.review_scan(doctor, prediction.scan, "confirm")
     with pytest.raises(ValidationError):
         actions.requeue_scan(admin_user, prediction.scan)
+
+
+def test_a_dicom_naming_another_patient_is_refused(radiographer, patient, media_root):
+    from tests.support.images import dicom_bytes
+
+    with pytest.raises(RejectedUpload, match=f"not MRN {patient.mrn}"):
+        actions.upload_scan(radiographer, patient, "chest.dcm", dicom_bytes(patient_id="SOMEONE-ELSE"))
+    assert Scan.objects.count() == 0 and stored_files(media_root) == []
+    scan = actions.upload_scan(radiographer, patient, "chest.dcm", dicom_bytes(patient_id=patient.mrn)).scan
+    assert scan.image_format == "dicom"

@@ -20,9 +20,9 @@ from radiology import actions
 from radiology.api import serializers as s
 from radiology.api.errors import error_body
 from radiology.dashboard import dashboard_metrics
+from radiology.ingest import RefusedFile, RejectedUpload, read_upload
 from radiology.models import Patient, Review, Scan
 from radiology.triage import review_queue
-from radiology.web.forms import RefusedFile, read_upload
 
 # Who may see a scan's record: its uploader's role, the reviewing doctors, the admins.
 SEE_SCANS = ("view_scan_status", "review_scans", "view_patient_history")
@@ -120,11 +120,10 @@ class ScanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         upload = read_upload(form.validated_data["image"])
         if isinstance(upload, RefusedFile):
             raise ValidationError({"image": [f"Refused, nothing stored. {upload.reason}"]})
-        file_mrn = upload.decoded.dicom_patient.get("mrn")
-        if file_mrn and file_mrn != patient.mrn:
-            # As on the upload page: a DICOM file naming another patient is almost certainly a mix-up.
-            raise ValidationError({"image": [f"The DICOM file is for patient ID {file_mrn}, not MRN {patient.mrn}."]})
-        result = actions.upload_scan(request.user, patient, upload.name, upload.data, upload.decoded)
+        try:
+            result = actions.upload_scan(request.user, patient, upload.name, upload.data, upload.decoded)
+        except RejectedUpload as refusal:
+            raise ValidationError({"image": [f"Refused, nothing stored. {refusal}"]}) from None
         scan = with_reviews(Scan.objects).get(pk=result.scan.pk)
         body = {**s.ScanSerializer(scan, context=self.get_serializer_context()).data, "duplicate": result.duplicate}
         return Response(body, status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED)

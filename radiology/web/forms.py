@@ -1,12 +1,9 @@
 """Page forms: they read and check what a person typed; the actions decide and store."""
 
-from dataclasses import dataclass
-
 from django import forms
-from django.conf import settings
 
 from classifier.models import ModelVersion
-from radiology.ingest import DecodedImage, RejectedUpload, decode_upload
+from radiology.ingest import AcceptedFile, RefusedFile, RejectedUpload, check_dicom_patient, read_upload
 from radiology.models import Patient, Review
 
 
@@ -52,29 +49,6 @@ class MultipleFileField(forms.FileField):
         if not files:
             raise forms.ValidationError("Choose at least one X-ray file.", code="required")
         return files
-
-
-@dataclass
-class AcceptedFile:
-    name: str
-    data: bytes
-    decoded: DecodedImage
-
-
-@dataclass
-class RefusedFile:
-    name: str
-    reason: str
-
-
-def read_upload(uploaded) -> AcceptedFile | RefusedFile:
-    # One byte past the limit is enough for decode_upload to refuse an oversized file with its
-    # own message, without reading all of it into memory.
-    data = uploaded.read(settings.MAX_UPLOAD_BYTES + 1)
-    try:
-        return AcceptedFile(uploaded.name, data, decode_upload(data))
-    except RejectedUpload as refusal:
-        return RefusedFile(uploaded.name, str(refusal))
 
 
 class UploadForm(forms.Form):
@@ -144,12 +118,12 @@ class UploadForm(forms.Form):
         return {"mrn": mrn, "name": cleaned["name"], "birth_date": cleaned["birth_date"], "sex": cleaned["sex"]}
 
     def refuse_other_patients_dicom(self, mrn):
-        # A DICOM file that names another patient is almost certainly a mix-up: refuse it.
         for accepted in list(self.accepted):
-            file_mrn = accepted.decoded.dicom_patient.get("mrn")
-            if file_mrn and file_mrn != mrn:
+            try:
+                check_dicom_patient(accepted.decoded, mrn)
+            except RejectedUpload as refusal:
                 self.accepted.remove(accepted)
-                self.refused.append(RefusedFile(accepted.name, f"The DICOM file is for patient ID {file_mrn}, not MRN {mrn}."))
+                self.refused.append(RefusedFile(accepted.name, str(refusal)))
 
 
 class ReviewForm(forms.Form):
