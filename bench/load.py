@@ -179,7 +179,7 @@ def start_workers(args, processes, environment):
     for number in (1, 2):
         processes.start(f"worker-{number}", [sys.executable, "-m", "celery", "-A", "radiology", "worker", "--pool=prefork",
                                              "--concurrency=1", f"--hostname=bench-{number}@%h", "--without-gossip",
-                                             "--without-mingle", "--loglevel=WARNING"], environment)
+                                             "--without-mingle", "--loglevel=INFO"], environment)
 
 
 def wait_for_server(base_url, processes, timeout=90):

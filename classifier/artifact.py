@@ -47,7 +47,7 @@ def convert_to_tflite(model, path):
     Path(path).write_bytes(converter.convert())
 
 
-def save_artifact(model, keras_path, metadata):
+def save_artifact(model, keras_path, metadata, test_time_zooms=(1.0,)):
     """Saves model + LiteRT conversion + metadata; -> the completed metadata dict.
 
     `metadata` must hold at least version, backbone, input_size, gradcam_layer and
@@ -62,12 +62,17 @@ def save_artifact(model, keras_path, metadata):
         raise ValueError(f"artifact metadata lacks {sorted(missing)}")
     keras_path = Path(keras_path)
     keras_path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(keras_path)
-    convert_to_tflite(model, tflite_path(keras_path))
+    # A fresh, uncompiled Model over the same layers: the file keeps the weights but not
+    # the optimizer's state, which would triple its size and is useless for inference.
+    inference_model = keras.Model(model.input, model.output, name=model.name)
+    inference_model.save(keras_path)
+    convert_to_tflite(inference_model, tflite_path(keras_path))
     metadata = {
         "format_version": FORMAT_VERSION,
         **metadata,
-        "preprocessing": preprocessing_spec(metadata["input_size"], metadata["backbone"]),
+        "preprocessing": preprocessing_spec(
+            metadata["input_size"], metadata["backbone"], test_time_zooms
+        ),
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
@@ -110,8 +115,11 @@ def verified_metadata(keras_path):
                 f"sha256 mismatch for {path}: file has {actual}, "
                 f"metadata expects {metadata.get(key)}; refusing to load it"
             )
-    expected = preprocessing_spec(metadata["input_size"], metadata["backbone"])
-    if metadata.get("preprocessing") != expected:
+    recorded = metadata.get("preprocessing") or {}
+    expected = preprocessing_spec(
+        metadata["input_size"], metadata["backbone"], recorded.get("test_time_zooms", [1.0])
+    )
+    if recorded != expected:
         raise ArtifactError(
             f"{keras_path} was trained with preprocessing {metadata.get('preprocessing')}, "
             f"this code does {expected}"

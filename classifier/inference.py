@@ -6,7 +6,7 @@ the same outputs within 1e-4 (tests/classifier checks this). Grad-CAM needs grad
 so it runs on the Keras model, through one compiled `tf.function`.
 
     predictor = Predictor.load("classifier/bundled/pneumonia.keras")
-    probabilities = predictor.predict_proba([pixels_1, pixels_2])   # batched
+    probabilities = predictor.predict_proba([pixels_1, pixels_2])   # scans that wait together
     heatmap = predictor.gradcam(pixels_1)                            # (224, 224) in [0, 1]
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from classifier import artifact
 from classifier.model import OUTPUT_LAYER
-from classifier.preprocess import preprocess_batch
+from classifier.preprocess import preprocess_image, preprocess_views
 
 
 class Predictor:
@@ -28,10 +28,10 @@ class Predictor:
         self.threshold = float(threshold)
         self.input_size = int(metadata["input_size"])
         self.backbone = metadata["backbone"]
+        self.test_time_zooms = metadata["preprocessing"]["test_time_zooms"]
         self._interpreter = interpreter
         self._input_index = interpreter.get_input_details()[0]["index"]
         self._output_index = interpreter.get_output_details()[0]["index"]
-        self._batch_size = 1
         self._keras_model = keras_model
         self._gradcam_step = _compiled_gradcam(keras_model, metadata["gradcam_layer"])
         self._lock = threading.Lock()  # one interpreter: calls from threads take turns
@@ -68,25 +68,37 @@ class Predictor:
     # --- probabilities ------------------------------------------------------------------
 
     def preprocess(self, images):
-        return preprocess_batch(images, self.input_size, self.backbone)
+        """-> (len(images) * views, size, size, 3): each scan's test-time views in a row."""
+        return np.concatenate([
+            preprocess_views(pixels, self.input_size, self.backbone, self.test_time_zooms)
+            for pixels in images
+        ])
 
     def predict_proba(self, images):
-        """Decoded pixel arrays -> pneumonia probabilities, float array of len(images)."""
+        """Decoded pixel arrays -> pneumonia probabilities, float array of len(images).
+
+        Each probability is the mean over the model's test-time views of that scan.
+        """
         if len(images) == 0:
             return np.zeros(0, dtype=np.float32)
-        return self.predict_inputs(self.preprocess(images))
+        views = self.predict_inputs(self.preprocess(images))
+        return views.reshape(len(images), len(self.test_time_zooms)).mean(axis=1)
 
     def predict_inputs(self, batch):
-        """Already preprocessed (n, size, size, 3) float32 inputs -> probabilities."""
+        """Already preprocessed (n, size, size, 3) float32 inputs -> probabilities.
+
+        The interpreter keeps a fixed batch of one: on a few CPU cores XNNPACK runs a
+        batch no faster per scan than one scan after another (measured), while resizing
+        the interpreter for each new batch size costs a re-allocation.
+        """
         batch = np.ascontiguousarray(batch, dtype=np.float32)
+        probabilities = np.empty(len(batch), dtype=np.float32)
         with self._lock:
-            if batch.shape[0] != self._batch_size:
-                self._interpreter.resize_tensor_input(self._input_index, batch.shape)
-                self._interpreter.allocate_tensors()
-                self._batch_size = batch.shape[0]
-            self._interpreter.set_tensor(self._input_index, batch)
-            self._interpreter.invoke()
-            return self._interpreter.get_tensor(self._output_index).reshape(-1).copy()
+            for i in range(len(batch)):
+                self._interpreter.set_tensor(self._input_index, batch[i:i + 1])
+                self._interpreter.invoke()
+                probabilities[i] = self._interpreter.get_tensor(self._output_index).reshape(-1)[0]
+        return probabilities
 
     def predict_inputs_keras(self, batch):
         """The Keras model's outputs for the same inputs: the reference for the fast path."""
@@ -98,12 +110,12 @@ class Predictor:
     # --- explanation --------------------------------------------------------------------
 
     def gradcam(self, pixels):
-        """Grad-CAM of the pneumonia logit at the last conv layer.
+        """Grad-CAM of the pneumonia logit at the last conv layer, on the scan as is.
 
         -> float32 (size, size) heatmap in [0, 1] at model input size (all zeros when no
         region pushes the score towards pneumonia).
         """
-        batch = self.preprocess([pixels])
+        batch = preprocess_image(pixels, self.input_size, self.backbone)[None]
         cam = np.asarray(self._gradcam_step(batch))[0]
         cam = cv2.resize(cam, (self.input_size, self.input_size), interpolation=cv2.INTER_CUBIC)
         cam = np.clip(cam, 0.0, None)
@@ -122,7 +134,7 @@ def _compiled_gradcam(keras_model, layer_name):
 
     head = keras_model.get_layer(OUTPUT_LAYER)
     conv_output = keras_model.get_layer(layer_name).output
-    to_conv = keras.Model(keras_model.inputs, conv_output)
+    to_conv = keras.Model(keras_model.input, conv_output)
     conv_to_head = keras.Model(conv_output, head.input)
 
     @tf.function(reduce_retracing=True)

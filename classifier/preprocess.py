@@ -13,6 +13,9 @@ worker goes through exactly the steps the model was trained on:
    between the training split and the deployment split,
 5. repeated to three channels and passed through the backbone's own `preprocess_input`.
 
+A model may average its probability over a few test-time views of each scan, the same
+image slightly zoomed out (step 3b, before CLAHE): the zooms are stored in its metadata.
+
 Only numpy and OpenCV are needed here; Keras is imported when a backbone's
 `preprocess_input` is first asked for.
 """
@@ -108,26 +111,47 @@ def to_model_input(equalized_uint8, backbone):
     return backbone_preprocess_input(backbone)(rgb).astype(np.float32, copy=False)
 
 
-def preprocessing_spec(size, backbone):
-    """What `preprocess_image` does, as stored in a model's metadata and checked on load."""
+def preprocessing_spec(size, backbone, test_time_zooms=(1.0,)):
+    """What `preprocess_views` does, as stored in a model's metadata and checked on load.
+
+    `test_time_zooms` are the views a scan's probability is averaged over (1.0 = as is).
+    """
     return {
-        "function": "classifier.preprocess.preprocess_image",
+        "function": "classifier.preprocess.preprocess_views",
         "grayscale": "luma 0.299/0.587/0.114, alpha dropped",
         "resize": f"squash to {size}x{size}",
         "intensity": "min-max stretch to uint8",
         "clahe": {"clip_limit": CLAHE_CLIP_LIMIT, "tile_grid": list(CLAHE_TILE_GRID)},
         "channels": 3,
         "backbone_preprocess_input": backbone,
+        "test_time_zooms": [float(zoom) for zoom in test_time_zooms],
     }
 
 
-def preprocess_image(pixels, size=224, backbone="mobilenet_v2"):
-    """Any decoded image -> the model's (size, size, 3) float32 input."""
-    return to_model_input(normalized_grayscale(pixels, size), backbone)
+def zoomed(gray, zoom):
+    """Scales an image about its centre; zoom < 1 shows more surroundings (edges replicated)."""
+    if zoom == 1.0:
+        return gray
+    size = gray.shape[0]
+    matrix = cv2.getRotationMatrix2D((size / 2, size / 2), 0, zoom)
+    return cv2.warpAffine(
+        gray, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def preprocess_image(pixels, size=224, backbone="mobilenet_v2", zoom=1.0):
+    """Any decoded image -> the model's (size, size, 3) float32 input (one view)."""
+    return to_model_input(equalize(zoomed(resized_grayscale(pixels, size), zoom)), backbone)
+
+
+def preprocess_views(pixels, size=224, backbone="mobilenet_v2", zooms=(1.0,)):
+    """Any decoded image -> (len(zooms), size, size, 3): the test-time views of one scan."""
+    gray = resized_grayscale(pixels, size)
+    return np.stack([to_model_input(equalize(zoomed(gray, zoom)), backbone) for zoom in zooms])
 
 
 def preprocess_batch(images, size=224, backbone="mobilenet_v2"):
-    """A list of decoded images -> (n, size, size, 3) float32 batch."""
+    """A list of decoded images -> (n, size, size, 3) float32 batch (one view each)."""
     batch = np.empty((len(images), size, size, 3), dtype=np.float32)
     for i, pixels in enumerate(images):
         batch[i] = preprocess_image(pixels, size, backbone)

@@ -16,7 +16,7 @@ from classifier import artifact, data
 from classifier.augment import augment_grayscale
 from classifier.metrics import binary_metrics
 from classifier.model import build_model, freeze_backbone, gradcam_layer_name, unfreeze_top
-from classifier.preprocess import equalize, resized_grayscale, to_model_input
+from classifier.preprocess import equalize, resized_grayscale, to_model_input, zoomed
 from classifier.threshold import DEFAULT_RULE, choose_threshold
 
 
@@ -42,6 +42,7 @@ class TrainingConfig:
     seed: int = 1337
     calibration_dir: str | None = None
     threshold_rule: str = DEFAULT_RULE
+    test_time_zooms: tuple = (1.0,)  # views averaged per scan at evaluation and inference
     version: str | None = None
 
 
@@ -62,8 +63,14 @@ def load_grayscale(images, size, log, what):
     return gray
 
 
-def model_inputs(gray, backbone):
-    return np.stack([to_model_input(equalize(g), backbone) for g in gray])
+def model_inputs(gray, backbone, zoom=1.0):
+    return np.stack([to_model_input(equalize(zoomed(g, zoom)), backbone) for g in gray])
+
+
+def predict_scores(model, gray, backbone, zooms):
+    """Mean probability over the test-time views, as `Predictor.predict_proba` computes it."""
+    views = [model.predict(model_inputs(gray, backbone, zoom), batch_size=64, verbose=0) for zoom in zooms]
+    return np.mean(views, axis=0).reshape(-1)
 
 
 class AugmentedBatches(keras.utils.PyDataset):
@@ -137,7 +144,8 @@ def fit_phase(
 def train(config, log=print):
     """Trains, calibrates and saves one model; -> path of the saved `.keras` file."""
     config.version = config.version or default_version(config)
-    run_dir = Path(config.run_dir or Path("training-runs") / config.version)
+    config.run_dir = config.run_dir or str(Path("training-runs") / config.version)
+    run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
 
@@ -153,9 +161,10 @@ def train(config, log=print):
     size = config.input_size
     train_gray = load_grayscale(train_images, size, log, "training")
     train_labels = np.array([image.label for image in train_images])
-    validation_labels = np.array([image.label for image in validation_images])
-    validation_x = model_inputs(load_grayscale(validation_images, size, log, "validation"), config.backbone)
-    validation = (validation_x, validation_labels.astype(np.float32))
+    validation_gray = load_grayscale(validation_images, size, log, "validation")
+    validation_labels = np.array([image.label for image in validation_images], dtype=np.float32)
+    # Early stopping watches the plain view; the test-time views come in for the metrics.
+    validation = (model_inputs(validation_gray, config.backbone), validation_labels)
     batches = AugmentedBatches(train_gray, train_labels, config.batch_size, config.backbone, config.seed)
     weights = class_weights(train_labels)
     log(f"class weights {weights}")
@@ -179,13 +188,7 @@ def train(config, log=print):
         config.finetune_epochs, config.patience, log_csv,
     )
 
-    validation_scores = model.predict(validation_x, batch_size=64, verbose=0).reshape(-1)
     metadata = {
-        "version": config.version,
-        "backbone": config.backbone,
-        "alpha": config.alpha,
-        "input_size": size,
-        "gradcam_layer": gradcam_layer_name(config.backbone),
         "training": {
             "config": {**asdict(config), "weights": config.weights and Path(config.weights).name},
             "split": split,
@@ -193,13 +196,27 @@ def train(config, log=print):
             "history": history,
         },
     }
+    return calibrate_and_save(model, config, validation_images, validation_gray, metadata, log)
+
+
+def calibrate_and_save(model, config, validation_images, validation_gray, metadata, log=print):
+    """Scores validation (and the calibration sample), sets the threshold, saves the artifact."""
+    size, zooms = config.input_size, config.test_time_zooms
+    validation_labels = [image.label for image in validation_images]
+    validation_scores = predict_scores(model, validation_gray, config.backbone, zooms)
+    metadata = {
+        **metadata,
+        "version": config.version,
+        "backbone": config.backbone,
+        "alpha": config.alpha,
+        "input_size": size,
+        "gradcam_layer": gradcam_layer_name(config.backbone),
+    }
     if config.calibration_dir:
         calibration_images = data.list_labeled_images(config.calibration_dir)
-        calibration_x = model_inputs(
-            load_grayscale(calibration_images, size, log, "calibration"), config.backbone
-        )
+        calibration_gray = load_grayscale(calibration_images, size, log, "calibration")
         calibration_labels = [image.label for image in calibration_images]
-        calibration_scores = model.predict(calibration_x, batch_size=64, verbose=0).reshape(-1)
+        calibration_scores = predict_scores(model, calibration_gray, config.backbone, zooms)
         threshold = choose_threshold(calibration_labels, calibration_scores, config.threshold_rule)
         metadata["site_calibration"] = {
             **binary_metrics(calibration_labels, calibration_scores, threshold),
@@ -219,9 +236,9 @@ def train(config, log=print):
         log(f"site calibration: {metadata['site_calibration']}")
 
     keras_path = Path(config.out_dir) / f"{config.name}.keras"
-    artifact.save_artifact(model, keras_path, metadata)
-    _write_scores(run_dir / "validation-scores.csv", validation_images, validation_scores)
-    log(f"saved {keras_path} (+ .tflite, .json); run files in {run_dir}")
+    artifact.save_artifact(model, keras_path, metadata, test_time_zooms=zooms)
+    _write_scores(Path(config.run_dir) / "validation-scores.csv", validation_images, validation_scores)
+    log(f"saved {keras_path} (+ .tflite, .json); run files in {config.run_dir}")
     return keras_path
 
 

@@ -185,7 +185,16 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # A killed worker's unacknowledged task returns after this many seconds; it must exceed
     # the longest task (hard time limit below) or a running task would be delivered twice.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300)}
+    # Sending a task while Redis is down gives up after one quick retry instead of retrying for
+    # the connection timeout (6 s per task): the upload answers at once, the scan stays queued
+    # and the stale-scan sweep sends it when Redis is back.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300),
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 0.5,
+    }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -124,6 +124,19 @@ def test_compressed_dicom_with_an_installed_decoder_is_accepted():
     np.testing.assert_array_equal(decoded.pixels, decode_upload(dicom_bytes(seed=3)).pixels)
 
 
+def test_multi_frame_dicom_decodes_its_first_frame_only():
+    """Only the first frame is decoded, so a file declaring many frames cannot fill memory."""
+    from pydicom import dcmread
+
+    frames = np.stack([chest_like_pixels(seed=seed).astype(np.uint16) * 16 for seed in (31, 32, 33)])
+    dataset = dcmread(io.BytesIO(dicom_bytes(pixels=frames[0])))
+    dataset.NumberOfFrames = len(frames)
+    dataset.PixelData = frames.tobytes()
+    written = io.BytesIO()
+    dataset.save_as(written, enforce_file_format=True)
+    np.testing.assert_array_equal(decode_upload(written.getvalue()).pixels, decode_upload(dicom_bytes(pixels=frames[0])).pixels)
+
+
 def test_oversized_file_is_refused_before_it_is_decoded(settings, monkeypatch):
     data = png_bytes(seed=11)
     settings.MAX_UPLOAD_BYTES = len(data) - 1

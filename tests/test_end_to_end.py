@@ -43,7 +43,7 @@ def scan_status_seen_by(client, scan_id):
     return scan
 
 
-def test_upload_predict_review_and_dashboard(worker, model_version, patient, radiographer_client, doctor_client, admin_client_):
+def test_upload_predict_review_and_dashboard(model_version, worker, patient, radiographer_client, doctor_client, admin_client_):
     before = dashboard_numbers(admin_client_)
     assert before["n"] == 0
 

@@ -13,8 +13,10 @@ prediction table: the worker claims the scan, runs the model and then waits on i
 state the tests can see in pg_locks. No test hook lives in production code.
 """
 
+import os
 import re
 import shutil
+import signal
 import time
 from contextlib import contextmanager
 
@@ -34,6 +36,7 @@ from tests.support.worker import publishing_to, database_url_for_worker, wait_un
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 TASK_TIMEOUT = 90  # seconds: a worker process's first task loads TensorFlow and the model
+VISIBILITY_TIMEOUT = 5  # seconds before Redis hands an unacknowledged task to another worker
 RECEIVED = re.compile(r"Task radiology\.tasks\.predict_scan\[([0-9a-f-]+)\] received")
 
 
@@ -113,7 +116,7 @@ def wait_until_worker_waits_on_insert(worker):
     wait_until(waiting, TASK_TIMEOUT, f"The worker never tried to record a prediction:\n{worker.log_tail()}")
 
 
-def test_task_delivered_three_times_gives_one_prediction(worker, model_version, radiographer, patient):
+def test_task_delivered_three_times_gives_one_prediction(model_version, worker, radiographer, patient):
     scan = upload(radiographer, patient, seed=1)  # first delivery: sent when the upload commits
     predict_scan.delay(scan.pk)
     predict_scan.delay(scan.pk)
@@ -127,7 +130,7 @@ def test_task_delivered_three_times_gives_one_prediction(worker, model_version, 
     assert audit_actions(scan).count("scan.predicted") == 1
 
 
-def test_missing_then_corrupt_model_fails_scans_that_predict_after_the_fix(worker, model_version, tiny_artifact, tmp_path,
+def test_missing_then_corrupt_model_fails_scans_that_predict_after_the_fix(model_version, worker, tiny_artifact, tmp_path,
                                                                         radiographer, patient, admin_client_):
     from classifier.artifact import read_metadata, write_metadata
     from classifier.registry import register_model
@@ -162,7 +165,7 @@ def test_missing_then_corrupt_model_fails_scans_that_predict_after_the_fix(worke
     assert audit_actions(scan) == ["scan.uploaded", "scan.failed", "scan.requeued", "scan.failed", "scan.requeued", "scan.predicted"]
 
 
-def test_database_outage_under_a_running_task_is_retried(worker, model_version, radiographer, patient):
+def test_database_outage_under_a_running_task_is_retried(model_version, worker, radiographer, patient):
     """The worker's connections are terminated in the middle of its task (what a PostgreSQL
     restart does to them) and new connections are refused for a few seconds."""
     database = connection.settings_dict["NAME"]
@@ -196,7 +199,24 @@ def test_database_outage_under_a_running_task_is_retried(worker, model_version, 
     assert audit_actions(scan) == ["scan.uploaded", "scan.predicted"]
 
 
-def test_worker_killed_mid_task_is_delivered_again(worker, model_version, radiographer, patient, log_dir, media_dir):
+def test_pool_process_killed_mid_task_is_delivered_again(model_version, worker, radiographer, patient):
+    """The process running the task dies (the kernel's OOM killer, a crash in native code) while
+    the worker's main process lives on: the task is rejected back to the queue and runs again."""
+    with prediction_inserts_blocked():
+        scan = upload(radiographer, patient, seed=6)
+        wait_until_worker_waits_on_insert(worker)
+        (pool_process,) = worker.child_pids()
+        os.kill(pool_process, signal.SIGKILL)
+        worker.wait_for_log("WorkerLostError", 30)
+
+    wait_for_status(scan, Scan.Status.PREDICTED, worker)
+    (task_id, again) = RECEIVED.findall(worker.log_text())
+    assert again == task_id
+    assert Prediction.objects.filter(scan=scan).count() == 1
+    assert audit_actions(scan) == ["scan.uploaded", "scan.predicted"]
+
+
+def test_worker_killed_mid_task_is_delivered_again(model_version, worker, radiographer, patient, log_dir, media_dir):
     with prediction_inserts_blocked():
         scan = upload(radiographer, patient, seed=4)
         wait_until_worker_waits_on_insert(worker)
@@ -205,8 +225,11 @@ def test_worker_killed_mid_task_is_delivered_again(worker, model_version, radiog
     scan.refresh_from_db()
     assert scan.status == Scan.Status.PROCESSING and not Prediction.objects.filter(scan=scan).exists()
 
-    # A replacement worker whose broker gives unacknowledged messages back after 5 s.
-    replacement = worker_for_tests(log_dir, media_dir, name="replacement", env={"CELERY_VISIBILITY_TIMEOUT": "5"})
+    # A replacement worker, whose broker gives unacknowledged messages back after 5 s, comes up
+    # once they are that old: kombu looks for them when it starts, then only every 100 s.
+    replacement = worker_for_tests(log_dir, media_dir, name="replacement",
+                                   env={"CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)})
+    time.sleep(VISIBILITY_TIMEOUT + 1)
     try:
         replacement.start(purge=False)
         wait_for_status(scan, Scan.Status.PREDICTED, replacement)

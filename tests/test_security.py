@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as live_settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.middleware.csrf import CSRF_ALLOWED_CHARS
 from django.core.exceptions import ValidationError
@@ -28,7 +29,7 @@ from rest_framework.authtoken.models import Token
 import radiology.settings as configured
 from radiology import actions
 from radiology.api.views import unknown_endpoint
-from radiology.models import AuditEvent, Scan
+from radiology.models import AuditEvent
 from tests.conftest import PASSWORD
 from tests.factories import PredictionFactory, UserFactory
 from tests.support.images import png_bytes
@@ -85,6 +86,11 @@ GUARDED = [
 def test_every_url_pattern_is_reached_by_these_tests():
     assert [regex for regex, path in ALL_PATHS.items() if path is None] == []
     assert len(GUARDED) > 40  # the walk found the site, the API and Django's admin
+
+
+def superuser():
+    """Every permission, so no role check answers before the check under test (no password: no hashing cost)."""
+    return get_user_model().objects.create(username="root", is_superuser=True, is_staff=True)
 
 
 def login_paths():
@@ -151,9 +157,8 @@ def stored_scan(radiographer, patient):
 
 @pytest.mark.django_db
 def test_stored_image_has_no_public_url(stored_scan):
-    superuser = UserFactory(username="root", is_superuser=True, is_staff=True)
     client = Client()
-    client.force_login(superuser)
+    client.force_login(superuser())
     for url in (live_settings.MEDIA_URL + stored_scan.image.name, "/" + stored_scan.image.name,
                 "/static/" + stored_scan.image.name, "/static/../" + stored_scan.image.name):
         response = client.get(url)
@@ -218,11 +223,10 @@ def test_heatmap_is_for_doctors_and_audited(name, url, audit_action, doctor_clie
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", GUARDED + [reverse("login"), reverse("logout")])
 def test_post_without_csrf_token_is_refused(path):
-    """A signed-in browser session (a superuser, so no role check answers first) posting without
-    the CSRF token is refused everywhere, pages and API alike."""
-    superuser = UserFactory(username="root", is_superuser=True, is_staff=True)
+    """A signed-in browser session posting without the CSRF token is refused everywhere, pages
+    and API alike."""
     client = Client(enforce_csrf_checks=True)
-    client.force_login(superuser)
+    client.force_login(superuser())
     response = client.post(path, {"anything": "1"})
     assert response.status_code == 403, response.status_code
     if b"CSRF" not in response.content:

@@ -1,7 +1,7 @@
 """Browser fixtures: Debian's Chromium driven by Playwright, a page logged in per role through the
 real login form, screenshots of each step, and the model the flows predict with.
 
-One Chromium serves the whole session; each role gets a fresh browser context (its own cookies).
+One Chromium serves all the browser tests; each role gets a fresh browser context (its own cookies).
 The server is pytest-django's `live_server` (so every test here commits its data: transactional_db).
 """
 
@@ -30,9 +30,11 @@ def screenshots_root():
     return Path(os.environ.get("BROWSER_SCREENSHOTS_DIR") or PROJECT_ROOT / "test-artifacts" / "screenshots")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium():
-    """The one browser of the session; skips browser tests where Debian's Chromium is absent."""
+    """The one browser of these tests; skips them where Debian's Chromium is absent.
+
+    Package scope: Playwright's loop and the setting below must not outlive the browser tests."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) to run browser tests.")
     sync_api = pytest.importorskip("playwright.sync_api")

@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 # The worker starts cold (Django, TensorFlow, the model) while the page waits, then predicts three.
 PREDICTION_TIMEOUT_MS = 150_000
 PATIENT = {"mrn": "BRW-20240501", "name": "Ada Browser", "birth_date": "2019-05-04", "sex": "F"}
+TABLET = {"width": 768, "height": 1024}  # an iPad held upright, the narrowest tablet in use
 OVERRIDE_NOTE = "Apparent opacity is a positioning artefact; no consolidation."
 
 
@@ -56,11 +57,22 @@ def xray_files(tmp_path):
 def test_radiographer_uploads_doctor_reviews_admin_sees_the_reviews(
     open_browser_as, screenshots, worker, browser_model_version, radiographer, doctor, admin_user, xray_files,
 ):
+    admin_page = open_browser_as(admin_user)
+    admin_sees_no_reviews_yet(admin_page, screenshots)
+
     scan_ids = radiographer_uploads_three_formats(open_browser_as(radiographer), screenshots, worker, xray_files)
     assert Prediction.objects.filter(scan_id__in=scan_ids, model_version=browser_model_version).count() == 3
 
     overridden, confirmed = doctor_overrides_the_top_scan_and_confirms_the_next(open_browser_as(doctor), screenshots, scan_ids)
-    admin_sees_the_two_reviews(open_browser_as(admin_user), screenshots, overridden, confirmed)
+    admin_page.reload()
+    admin_sees_the_two_reviews(admin_page, screenshots, overridden, confirmed)
+
+
+def admin_sees_no_reviews_yet(page, screenshots):
+    expect(page.get_by_role("heading", name="Accuracy dashboard")).to_be_visible()
+    assert page.url.endswith(reverse("dashboard"))
+    expect(page.get_by_text("No reviewed scans yet.")).to_be_visible()
+    screenshots.take(page, "admin-dashboard-empty")
 
 
 def radiographer_uploads_three_formats(page, screenshots, worker, xray_files):
@@ -127,6 +139,7 @@ def doctor_overrides_the_top_scan_and_confirms_the_next(page, screenshots, scan_
         expect(image).to_be_visible()
         assert image.evaluate("img => img.decode().then(() => img.naturalWidth > 0)"), "an image did not load"
     screenshots.take(page, "doctor-top-scan")
+    on_a_tablet(page, screenshots, "doctor-top-scan")
 
     toggle = page.get_by_role("checkbox", name=re.compile("^Heatmap"))
     toggle.uncheck()
@@ -169,8 +182,6 @@ def expected_matrix(reviews):
 
 
 def admin_sees_the_two_reviews(page, screenshots, overridden, confirmed):
-    expect(page.get_by_role("heading", name="Accuracy dashboard")).to_be_visible()
-    assert page.url.endswith(reverse("dashboard"))
     expect(page.locator("#reviewed-count")).to_have_text("2")
     # One of the two reviews agreed with the model.
     expect(page.get_by_role("row", name=re.compile("^Accuracy")).get_by_role("cell").first).to_have_text("0.500")
@@ -180,3 +191,16 @@ def admin_sees_the_two_reviews(page, screenshots, overridden, confirmed):
     for chart in page.locator("img.chart").all():
         assert chart.evaluate("img => img.decode().then(() => img.naturalWidth > 0)"), f"chart {chart.get_attribute('alt')} did not load"
     screenshots.take(page, "admin-dashboard")
+    on_a_tablet(page, screenshots, "admin-dashboard")
+
+
+def on_a_tablet(page, screenshots, step):
+    """The page fits a tablet held upright: nothing runs off to the side."""
+    laptop = page.viewport_size
+    page.set_viewport_size(TABLET)
+    try:
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        screenshots.take(page, f"{step}-tablet")
+        assert overflow <= 0, f"{step}: the page is {overflow} px wider than a {TABLET['width']} px tablet screen"
+    finally:
+        page.set_viewport_size(laptop)

@@ -43,6 +43,10 @@ class Command(BaseCommand):
             "threshold; without it the validation split does",
         )
         parser.add_argument("--rule", default=DEFAULT_RULE, help="threshold rule (classifier/threshold.py)")
+        parser.add_argument(
+            "--tta-zooms", default="1.0",
+            help="comma-separated zooms of the test-time views averaged per scan, e.g. 1.0,0.9",
+        )
         parser.add_argument("--model-version", help="version name (default mnv2-<alpha*100>-<date>)")
 
     def handle(self, *args, **options):
@@ -69,6 +73,7 @@ class Command(BaseCommand):
             seed=options["seed"],
             calibration_dir=options["calibration"],
             threshold_rule=options["rule"],
+            test_time_zooms=tuple(float(zoom) for zoom in options["tta_zooms"].split(",")),
             version=options["model_version"],
         )
         path = train(config, log=lambda message: self.stdout.write(message))
