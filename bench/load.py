@@ -27,8 +27,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from itertools import zip_longest
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -65,9 +67,13 @@ def generated_images(n, size=224):
 
 
 def folder_images(folder, n):
-    """The first n distinct files (by content) under `folder`; duplicates would be refused as such."""
-    chosen, seen = [], set()
+    """n distinct files (by content) under `folder`, taken in turn from each subfolder (NORMAL,
+    PNEUMONIA...) so the mix is like a ward's; a duplicate would be refused as such."""
+    by_folder = defaultdict(list)
     for path in sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+        by_folder[path.parent].append(path)
+    chosen, seen = [], set()
+    for path in (p for group in zip_longest(*by_folder.values()) for p in group if p is not None):
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         if digest not in seen:
@@ -400,7 +406,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--timeout", type=float, default=1200, help="seconds for the whole run, uploads and predictions (default 1200)")
     parser.add_argument("--server", help="use the server already running at this loopback URL (and its workers) instead of starting them")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/pneumoscan_bench",
-                        help="the bench's own database: dropped and created again unless --server (default %(default)s)")
+                        help="without --server: the bench's own database, dropped and created again (default %(default)s); "
+                             "with --server: the running server's database, where it adds a user, patients and scans")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/13", help="the Redis database for its tasks (default %(default)s)")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
     parser.add_argument("--json", type=Path, help="also write the result to this file")

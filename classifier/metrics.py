@@ -15,7 +15,8 @@ METRIC_KEYS = (
 )
 
 
-def _as_arrays(y_true, y_score):
+def labels_and_scores(y_true, y_score):
+    """Validated flat arrays: int labels in {0, 1} and float scores of the same length."""
     y_true = np.asarray(y_true, dtype=int).reshape(-1)
     y_score = np.asarray(y_score, dtype=float).reshape(-1)
     if y_true.shape != y_score.shape:
@@ -31,7 +32,7 @@ def _ratio(numerator, denominator):
 
 def confusion_matrix(y_true, y_score, threshold):
     """[[tn, fp], [fn, tp]]; a score >= threshold predicts pneumonia (label 1)."""
-    y_true, y_score = _as_arrays(y_true, y_score)
+    y_true, y_score = labels_and_scores(y_true, y_score)
     predicted = y_score >= threshold
     positive = y_true == 1
     return [
@@ -42,7 +43,7 @@ def confusion_matrix(y_true, y_score, threshold):
 
 def roc_auc(y_true, y_score):
     """Area under the ROC curve (ties count one half); None without both classes."""
-    y_true, y_score = _as_arrays(y_true, y_score)
+    y_true, y_score = labels_and_scores(y_true, y_score)
     n_positive = int(y_true.sum())
     n_negative = y_true.size - n_positive
     if n_positive == 0 or n_negative == 0:
@@ -64,7 +65,7 @@ def roc_curve(y_true, y_score):
     thresholds[i] is the lowest score predicted positive at point i (inf for (0, 0)).
     Empty arrays when either class is missing.
     """
-    y_true, y_score = _as_arrays(y_true, y_score)
+    y_true, y_score = labels_and_scores(y_true, y_score)
     n_positive = int(y_true.sum())
     n_negative = y_true.size - n_positive
     if n_positive == 0 or n_negative == 0:
@@ -81,7 +82,7 @@ def roc_curve(y_true, y_score):
 
 def binary_metrics(y_true, y_score, threshold):
     """The evaluation dict (exactly METRIC_KEYS) at the given decision threshold."""
-    y_true, y_score = _as_arrays(y_true, y_score)
+    y_true, y_score = labels_and_scores(y_true, y_score)
     matrix = confusion_matrix(y_true, y_score, threshold)
     (tn, fp), (fn, tp) = matrix
     sensitivity = _ratio(tp, tp + fn)

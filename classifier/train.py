@@ -27,22 +27,22 @@ class TrainingConfig:
     run_dir: str | None = None  # logs and the validation split; default training-runs/<version>
     name: str = "pneumonia"
     backbone: str = "mobilenet_v2"
-    alpha: float = 0.35
+    alpha: float = 0.5
     weights: str | None = None
     input_size: int = 224
     head_epochs: int = 3
-    finetune_epochs: int = 12
-    finetune_layers: int = 60
+    finetune_epochs: int = 10
+    finetune_layers: int = 100
     head_learning_rate: float = 1e-3
     finetune_learning_rate: float = 1e-4
     batch_size: int = 32
     dropout: float = 0.3
-    patience: int = 4
+    patience: int = 3
     validation_fraction: float = 0.15
     seed: int = 1337
     calibration_dir: str | None = None
     threshold_rule: str = DEFAULT_RULE
-    test_time_zooms: tuple = (1.0,)  # views averaged per scan at evaluation and inference
+    test_time_zooms: tuple = (1.0, 0.9)  # views averaged per scan at evaluation and inference
     version: str | None = None
 
 

@@ -162,6 +162,10 @@ MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_MB", 50) * 1024 * 1024
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_JSON_BYTES", 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",  # files up to the size above
+    "radiology.uploads.SizeBoundedUploadHandler",  # larger ones: a temporary file cut at MAX_UPLOAD_BYTES + 1
+]
 
 # Workflow rules.
 TRIAGE_MAX_WAIT_MINUTES = env_int("TRIAGE_MAX_WAIT_MINUTES", 60)
@@ -199,6 +203,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A new pool process loads TensorFlow and the model before it reports for work (tasks.py,
+# load_model_in_worker): several seconds, more on a busy machine. Celery kills one that takes
+# over 4 s by default and starts another, which does the same, in a loop.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = 120
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 240)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = False

@@ -47,7 +47,7 @@ def load_model_in_worker(**kwargs):
         version, _ = active_predictor()
         log.info("Worker process loaded model %s", version.version)
     except ModelUnavailable as error:
-        log.error("MODEL UNAVAILABLE: %s. Scans will be marked failed until this is fixed.", error)
+        log.error("MODEL UNAVAILABLE (scans will be marked failed until this is fixed): %s", error)
     except Exception as error:  # the database may be down at start; the first task loads the model then
         log.warning("Model not preloaded (%s); it loads on the first task.", error)
 

@@ -17,6 +17,7 @@ from django.urls import Resolver404, resolve
 from radiology import actions, ingest
 from radiology.ingest import RejectedUpload, decode_upload
 from radiology.models import AuditEvent, Patient, Scan
+from radiology.uploads import SizeBoundedUploadHandler
 from tests.support.images import chest_like_pixels, dicom_bytes, jpeg_bytes, png_bytes
 
 CORPUS = Path(__file__).resolve().parent / "badinput"
@@ -193,6 +194,18 @@ def test_upload_action_refuses_oversized_file_and_leaves_nothing(settings, radio
     assert_nothing_left(media_root)
 
 
+def test_upload_handler_keeps_no_more_of_a_file_than_the_limit(settings):
+    """A large upload is cut at MAX_UPLOAD_BYTES + 1 as it arrives: it cannot fill the disk."""
+    settings.MAX_UPLOAD_BYTES = 1000
+    handler = SizeBoundedUploadHandler()
+    handler.new_file("image", "big.png", "image/png", 50_000)
+    for start in range(0, 50_000, 4096):
+        assert handler.receive_data_chunk(b"x" * 4096, start) is None
+    uploaded = handler.file_complete(50_000)
+    assert len(uploaded.read()) == 1001 and uploaded.size == 50_000
+    uploaded.close()
+
+
 @pytest.mark.parametrize("client_name", TRAVERSAL_NAMES)
 def test_path_traversal_name_is_stored_safely_under_a_generated_name(client_name, radiographer, patient, media_root, tmp_path):
     result = actions.upload_scan(radiographer, patient, client_name, corpus("valid.png"))
@@ -256,6 +269,17 @@ def test_api_refuses_oversized_upload_and_leaves_nothing(settings, radiographer_
     response = api_upload(radiographer_client, patient.pk, "valid.png", data)
     assert response.status_code in (400, 413), response.content
     assert "larger than" in error_text(response)
+    assert_nothing_left(media_root)
+
+
+@needs_api
+def test_api_refuses_large_upload_streamed_to_disk(settings, radiographer_client, patient, media_root):
+    """Above FILE_UPLOAD_MAX_MEMORY_SIZE the upload goes through the size-bounded temporary file."""
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024
+    settings.MAX_UPLOAD_BYTES = 4096
+    response = api_upload(radiographer_client, patient.pk, "big.png", png_bytes(pixels=np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8)))
+    assert response.status_code in (400, 413), response.content
+    assert "larger than the 4 KB limit" in error_text(response)
     assert_nothing_left(media_root)
 
 

@@ -58,14 +58,14 @@ def test_upload_predict_review_and_dashboard(model_version, worker, patient, rad
     # What the status page polls, without a reload, until the worker has done its part.
     seen = wait_until(
         lambda: (status := scan_status_seen_by(radiographer_client, scan.pk))["final"] and status,
-        PREDICTION_TIMEOUT, f"Scan {scan.pk} was not predicted:\n{worker.log_tail()}",
+        PREDICTION_TIMEOUT, lambda: f"Scan {scan.pk} was not predicted:\n{worker.log_tail()}",
     )
     assert seen["status"] == "predicted", seen
     prediction = Prediction.objects.get(scan=scan)
     assert prediction.model_version == model_version
     assert 0.0 <= prediction.probability <= 1.0
     assert prediction.heatmap.storage.exists(prediction.heatmap.name)
-    assert f"Task radiology.tasks.predict_scan[" in worker.log_text()
+    assert "Task radiology.tasks.predict_scan[" in worker.log_text()
 
     response = doctor_client.post(reverse("review", args=[scan.pk]), {"decision": "confirm", "note": ""})
     assert response.status_code == 302

@@ -4,7 +4,8 @@
 - the model file missing or corrupt: the worker says so, the scan fails with that reason and is
   predicted once an admin re-queues it after the model is fixed;
 - the database going away under a running task: the task retries and succeeds;
-- a worker killed in the middle of a task: the task is delivered again, one prediction;
+- the pool process running a task killed (main process alive), or the whole worker killed, in
+  the middle of the task: the task is delivered again, one prediction;
 - Redis down when a scan is uploaded: the upload is stored, the scan stays queued, and the
   periodic sweep sends it once Redis is back.
 
@@ -31,7 +32,7 @@ from radiology.models import AuditEvent, Prediction, Scan
 from radiology.tasks import predict_scan
 from tests.support.images import png_bytes
 from tests.support.redis_server import RedisServer
-from tests.support.worker import publishing_to, database_url_for_worker, wait_until, worker_for_tests
+from tests.support.worker import database_url_for_worker, publishing_to, wait_until, worker_for_tests
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -83,7 +84,7 @@ def wait_for_status(scan, status, worker, timeout=TASK_TIMEOUT):
         scan.refresh_from_db()
         return scan.status == status
 
-    wait_until(reached, timeout, f"Scan {scan.pk} is {scan.status}, not {status}:\n{worker.log_tail()}")
+    wait_until(reached, timeout, lambda: f"Scan {scan.pk} is {scan.status}, not {status}:\n{worker.log_tail()}")
     return scan
 
 
@@ -105,15 +106,18 @@ def prediction_inserts_blocked():
         blocker.close()
 
 
-def wait_until_worker_waits_on_insert(worker):
+def wait_until_worker_waits_on_insert(worker, scan):
     """The worker has claimed the scan, run the model, and waits to record the prediction."""
     def waiting():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE relation = %s::regclass AND NOT granted",
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass "
+                           "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                            [Prediction._meta.db_table])
             return cursor.fetchone()[0] > 0
 
-    wait_until(waiting, TASK_TIMEOUT, f"The worker never tried to record a prediction:\n{worker.log_tail()}")
+    wait_until(waiting, TASK_TIMEOUT, lambda: f"The worker never tried to record a prediction:\n{worker.log_tail()}")
+    scan.refresh_from_db()
+    assert scan.status == Scan.Status.PROCESSING
 
 
 def test_task_delivered_three_times_gives_one_prediction(model_version, worker, radiographer, patient):
@@ -122,7 +126,7 @@ def test_task_delivered_three_times_gives_one_prediction(model_version, worker, 
     predict_scan.delay(scan.pk)
 
     wait_until(lambda: worker.log_text().count("succeeded") >= 3, TASK_TIMEOUT,
-               f"Three deliveries were not all handled:\n{worker.log_tail()}")
+               lambda: f"Three deliveries were not all handled:\n{worker.log_tail()}")
     log = worker.log_text()
     assert log.count("succeeded in") == 3
     assert log.count("'predicted'") == 1 and log.count("'already predicted'") == 2
@@ -153,7 +157,7 @@ def test_missing_then_corrupt_model_fails_scans_that_predict_after_the_fix(model
     response = admin_client_.post(reverse("requeue_scan", args=[scan.pk]))
     assert response.status_code == 302
     wait_until(lambda: worker.log_text().count(f"MODEL UNAVAILABLE for scan {scan.pk}") == 2, TASK_TIMEOUT,
-               f"The re-queued scan did not fail again:\n{worker.log_tail()}")
+               lambda: f"The re-queued scan did not fail again:\n{worker.log_tail()}")
     scan = wait_for_status(scan, Scan.Status.FAILED, worker)
     assert "sha256 mismatch" in scan.failure_reason
 
@@ -176,7 +180,7 @@ def test_database_outage_under_a_running_task_is_retried(model_version, worker, 
     server = psycopg.connect(database_url_for_worker().rsplit("/", 1)[0] + "/postgres", autocommit=True)
     with server, prediction_inserts_blocked() as blocker:
         scan = upload(radiographer, patient, seed=3)
-        wait_until_worker_waits_on_insert(worker)
+        wait_until_worker_waits_on_insert(worker, scan)
         server.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
         try:
             terminated = server.execute(
@@ -184,7 +188,7 @@ def test_database_outage_under_a_running_task_is_retried(model_version, worker, 
                 [database, own_backend, blocker.info.backend_pid]).fetchone()[0]
             assert terminated >= 1
             blocker.rollback()
-            wait_until(lambda: "Retry in" in worker.log_text(), 30, f"The task did not retry:\n{worker.log_tail()}")
+            wait_until(lambda: "Retry in" in worker.log_text(), 30, lambda: f"The task did not retry:\n{worker.log_tail()}")
             time.sleep(3)  # the outage goes on: the next attempts are refused too
         finally:
             server.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
@@ -204,14 +208,17 @@ def test_pool_process_killed_mid_task_is_delivered_again(model_version, worker, 
     the worker's main process lives on: the task is rejected back to the queue and runs again."""
     with prediction_inserts_blocked():
         scan = upload(radiographer, patient, seed=6)
-        wait_until_worker_waits_on_insert(worker)
+        wait_until_worker_waits_on_insert(worker, scan)
         (pool_process,) = worker.child_pids()
         os.kill(pool_process, signal.SIGKILL)
         worker.wait_for_log("WorkerLostError", 30)
 
     wait_for_status(scan, Scan.Status.PREDICTED, worker)
-    (task_id, again) = RECEIVED.findall(worker.log_text())
+    log = worker.log_text()
+    (task_id, again) = RECEIVED.findall(log)
     assert again == task_id
+    # The new pool process loaded the model without being taken for hung and killed.
+    assert "Timed out waiting for UP message" not in log
     assert Prediction.objects.filter(scan=scan).count() == 1
     assert audit_actions(scan) == ["scan.uploaded", "scan.predicted"]
 
@@ -219,7 +226,7 @@ def test_pool_process_killed_mid_task_is_delivered_again(model_version, worker, 
 def test_worker_killed_mid_task_is_delivered_again(model_version, worker, radiographer, patient, log_dir, media_dir):
     with prediction_inserts_blocked():
         scan = upload(radiographer, patient, seed=4)
-        wait_until_worker_waits_on_insert(worker)
+        wait_until_worker_waits_on_insert(worker, scan)
         worker.kill()  # SIGKILL, main process and pool child: no warm shutdown, no ack
     (task_id,) = RECEIVED.findall(worker.log_text())
     scan.refresh_from_db()

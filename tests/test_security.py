@@ -109,10 +109,10 @@ def refuses_anonymous(response):
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", GUARDED)
 def test_anonymous_is_sent_to_login_everywhere(path):
-    """GET and POST: each is refused (redirect to a login page, 401 or 403); a method the view
-    does not accept may answer 405, but never both."""
+    """Every method is refused (redirect to a login page, 401 or 403); a method the view does
+    not accept may answer 405, but not all of them."""
     client = Client()
-    responses = {"GET": client.get(path), "POST": client.post(path)}
+    responses = {method: getattr(client, method.lower())(path) for method in ("GET", "POST", "PUT", "PATCH", "DELETE")}
     refused = {method: refuses_anonymous(r) for method, r in responses.items()}
     statuses = {method: r.status_code for method, r in responses.items()}
     assert all(refused[m] or statuses[m] == 405 for m in responses), statuses

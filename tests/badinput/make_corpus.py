@@ -95,9 +95,21 @@ CORPUS_FILES = {
 }
 
 
+def with_fixed_uids(data: bytes, number: int) -> bytes:
+    """The same DICOM with fixed instance UIDs, so that writing the corpus again gives the same bytes."""
+    from pydicom import dcmread
+
+    dataset = dcmread(io.BytesIO(data))
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = f"2.25.{1000 + number}"
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def main():
-    for name, make in CORPUS_FILES.items():
-        (CORPUS / name).write_bytes(make())
+    for number, (name, make) in enumerate(CORPUS_FILES.items()):
+        data = make()
+        (CORPUS / name).write_bytes(with_fixed_uids(data, number) if name.endswith(".dcm") else data)
         print(f"{name}: {(CORPUS / name).stat().st_size} bytes")
 
 

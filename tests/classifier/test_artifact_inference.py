@@ -8,10 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from classifier.artifact import ArtifactError, read_metadata, tflite_path, verified_metadata, write_metadata
+from classifier.artifact import (
+    ArtifactError, load_keras_model, read_metadata, save_artifact, tflite_path, verified_metadata, write_metadata,
+)
 from classifier.explain import heatmap_png, heatmap_rgba, overlay_png
 from classifier.inference import Predictor
 from classifier.metrics import binary_metrics
+from classifier.preprocess import preprocess_views
 from tests.support.tiny_model import TINY_INPUT_SIZE, TINY_VERSION, generated_set, generated_xray
 
 
@@ -83,6 +86,18 @@ def test_fast_path_equals_keras_within_1e4(predictor, unseen):
     fast, reference = predictor.predict_inputs(batch), predictor.predict_inputs_keras(batch)
     assert np.abs(fast - reference).max() < 1e-4
     assert abs(predictor.predict_inputs(batch[:1])[0] - reference[0]) < 1e-4
+
+
+def test_test_time_views_are_averaged_like_the_keras_model_would(tiny_artifact, tmp_path, unseen):
+    keep = {key: value for key, value in read_metadata(tiny_artifact).items()
+            if key in ("version", "backbone", "input_size", "gradcam_layer", "threshold")}
+    keras_model = load_keras_model(tiny_artifact)
+    save_artifact(keras_model, tmp_path / "tta.keras", keep, test_time_zooms=(1.0, 0.9))
+    predictor = Predictor.load(tmp_path / "tta.keras")
+    assert predictor.metadata["preprocessing"]["test_time_zooms"] == [1.0, 0.9]
+    images = unseen[0][:6]
+    expected = [np.mean(keras_model(preprocess_views(image, TINY_INPUT_SIZE, zooms=(1.0, 0.9)))) for image in images]
+    np.testing.assert_allclose(predictor.predict_proba(images), expected, atol=1e-4)
 
 
 def test_predict_proba_shapes(predictor, unseen):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from classifier.data import decode_image_bytes
-from classifier.preprocess import ImageError, preprocess_batch, preprocess_image
+from classifier.preprocess import ImageError, preprocess_batch, preprocess_image, preprocess_views
 
 SIZE = 64
 
@@ -88,3 +88,12 @@ def test_decoded_colour_png_is_rgb_and_16bit_png_keeps_its_depth(chest_8bit):
     np.testing.assert_array_equal(decoded, rgb)
     deep = chest_8bit.astype(np.uint16) * 200
     assert decode_image_bytes(cv2.imencode(".png", deep)[1].tobytes()).dtype == np.uint16
+
+
+def test_views_start_with_the_scan_as_is_and_zoom_out_from_its_centre(chest_8bit):
+    views = preprocess_views(chest_8bit, SIZE, zooms=(1.0, 0.8))
+    assert views.shape == (2, SIZE, SIZE, 3) and views.dtype == np.float32
+    np.testing.assert_array_equal(views[0], preprocess_image(chest_8bit, SIZE))
+    np.testing.assert_array_equal(views[1], preprocess_image(chest_8bit, SIZE, zoom=0.8))
+    assert not np.array_equal(views[0], views[1])
+    check_model_input(views[1])

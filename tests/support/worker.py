@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import pytest
 import redis
 from django.conf import settings
 from django.db import connection
@@ -47,14 +48,15 @@ def purge_broker(broker_url):
 
 
 def wait_until(condition, timeout, message, interval=0.2):
-    """Poll condition() until it returns something true; fail with message after timeout seconds."""
+    """Poll condition() until it returns something true; after timeout seconds fail with message,
+    a string or a function giving it (to describe the state at the end of the wait)."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"{message} (waited {timeout} s)")
+            raise AssertionError(f"{message() if callable(message) else message} (waited {timeout} s)")
         time.sleep(interval)
 
 
@@ -165,10 +167,7 @@ class CeleryWorker:
                 raise AssertionError(f"The worker exited (code {self.process.returncode}) before logging {text!r}:\n{self.log_tail()}")
             return False
 
-        try:
-            wait_until(seen, timeout, f"The worker did not log {text!r}")
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{self.log_tail()}") from None
+        wait_until(seen, timeout, lambda: f"The worker did not log {text!r}:\n{self.log_tail()}")
 
     def log_tail(self, lines=40):
         return "\n".join(self.log_text().splitlines()[-lines:])
@@ -203,8 +202,6 @@ def worker_for_tests(log_dir, media_root, broker_url=None, **options):
     """A CeleryWorker on the test database and the dedicated broker, not yet started; skips the
     test when the suite does not run on PostgreSQL and Redis (a worker cannot share SQLite's
     in-memory test database)."""
-    import pytest
-
     database_url = database_url_for_worker()
     broker_url = broker_url or dedicated_broker_url()
     if database_url is None or broker_url is None:

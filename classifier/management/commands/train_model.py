@@ -24,18 +24,18 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="pneumonia", help="file name stem (default pneumonia)")
         parser.add_argument("--run-dir", help="logs + validation split links (default training-runs/VERSION)")
         parser.add_argument("--backbone", default="mobilenet_v2")
-        parser.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width")
+        parser.add_argument("--alpha", type=float, default=0.5, help="MobileNetV2 width")
         parser.add_argument(
             "--weights",
             help="backbone weights: a local .h5 / .weights.h5 file, 'imagenet' (online), or "
                  "'none'; default: the ../shared/weights file for --alpha",
         )
         parser.add_argument("--input-size", type=int, default=224)
-        parser.add_argument("--epochs", type=int, default=12, help="phase 2 (fine-tune) epochs, at most")
+        parser.add_argument("--epochs", type=int, default=10, help="phase 2 (fine-tune) epochs, at most")
         parser.add_argument("--head-epochs", type=int, default=3, help="phase 1 (frozen backbone) epochs")
-        parser.add_argument("--finetune-layers", type=int, default=60, help="top backbone layers to unfreeze")
+        parser.add_argument("--finetune-layers", type=int, default=100, help="top backbone layers to unfreeze")
         parser.add_argument("--batch-size", type=int, default=32)
-        parser.add_argument("--patience", type=int, default=4, help="early stopping on validation AUC")
+        parser.add_argument("--patience", type=int, default=3, help="early stopping on validation AUC")
         parser.add_argument("--validation-fraction", type=float, default=0.15)
         parser.add_argument("--seed", type=int, default=1337)
         parser.add_argument(
@@ -44,7 +44,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--rule", default=DEFAULT_RULE, help="threshold rule (classifier/threshold.py)")
         parser.add_argument(
-            "--tta-zooms", default="1.0",
+            "--tta-zooms", default="1.0,0.9",
             help="comma-separated zooms of the test-time views averaged per scan, e.g. 1.0,0.9",
         )
         parser.add_argument("--model-version", help="version name (default mnv2-<alpha*100>-<date>)")
