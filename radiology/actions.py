@@ -110,17 +110,28 @@ def enqueue_prediction(scan_id):
     return True
 
 
-def claim_scan_for_prediction(scan_id) -> Scan | None:
-    """Mark a scan as processing; None when it needs no prediction (already predicted or reviewed)."""
+def claim_scans_for_prediction(scan_id, batch_size=1) -> list[Scan]:
+    """Mark a task's scan, and up to `batch_size - 1` other scans waiting in the queue, as processing.
+
+    Scans that wait together are predicted together; their own tasks then find them predicted.
+    Empty when the task's scan needs no prediction (already predicted or reviewed).
+    """
     with transaction.atomic():
         scan = Scan.objects.select_for_update().get(pk=scan_id)
         if scan.status not in (Scan.Status.QUEUED, Scan.Status.PROCESSING, Scan.Status.FAILED):
-            return None
+            return []
         if Prediction.objects.filter(scan=scan).exists():
-            return None
-        scan.status = Scan.Status.PROCESSING
-        scan.save(update_fields=["status"])
-        return scan
+            return []
+        # skip_locked: a scan another worker is claiming right now stays with that worker.
+        waiting = (
+            Scan.objects.select_for_update(skip_locked=True)
+            .filter(status=Scan.Status.QUEUED)
+            .exclude(pk=scan.pk)
+            .order_by("uploaded_at", "pk")[: max(batch_size - 1, 0)]
+        )
+        claimed = [scan, *waiting]
+        Scan.objects.filter(pk__in=[s.pk for s in claimed]).update(status=Scan.Status.PROCESSING)
+        return claimed
 
 
 def record_prediction(scan_id, model_version, probability, heatmap_png: bytes, inference_ms) -> Prediction:

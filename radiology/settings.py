@@ -175,6 +175,8 @@ REQUEUE_STALE_AFTER_SECONDS = env_int("REQUEUE_STALE_AFTER_SECONDS", 120)
 CLASSIFIER_MODEL_PATH = Path(env_str("CLASSIFIER_MODEL_PATH", str(BASE_DIR / "classifier" / "bundled" / "pneumonia.keras")))
 
 # Celery: Redis in production; a filesystem broker (no server) by default.
+# Scans waiting in the queue when a task starts are predicted with it, up to this many in all.
+PREDICTION_BATCH_SIZE = env_int("PREDICTION_BATCH_SIZE", 8)
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 _broker_folder = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):

@@ -55,27 +55,27 @@ def load_model_in_worker(**kwargs):
 @shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def predict_scan(self, scan_id):
     try:
-        scan = actions.claim_scan_for_prediction(scan_id)
-        if scan is None:
+        scans = actions.claim_scans_for_prediction(scan_id, settings.PREDICTION_BATCH_SIZE)
+        if not scans:
             return "already predicted"
         version, predictor = active_predictor()
-        with scan.image.open("rb") as stored:
-            pixels = decode_upload(stored.read()).pixels
+        readable = [(scan, pixels) for scan, pixels in ((scan, stored_pixels(scan)) for scan in scans) if pixels is not None]
         started = time.perf_counter()
-        probability = float(predictor.predict_proba([pixels])[0])
-        inference_ms = (time.perf_counter() - started) * 1000
-        heatmap_png = heatmap_png_for(predictor, pixels)
-        actions.record_prediction(scan_id, version, probability, heatmap_png, inference_ms)
-        return "predicted"
+        probabilities = predictor.predict_proba([pixels for _, pixels in readable])
+        inference_ms = (time.perf_counter() - started) * 1000 / max(len(readable), 1)
+        for (scan, pixels), probability in zip(readable, probabilities):
+            heatmap_png = heatmap_png_for(predictor, pixels)
+            actions.record_prediction(scan.pk, version, float(probability), heatmap_png, inference_ms)
+        if len(scans) > 1:
+            log.info("Predicted scan %s with %d others waiting beside it", scan_id, len(scans) - 1)
+        return "predicted" if any(scan.pk == scan_id for scan, _ in readable) else "failed"
     except Scan.DoesNotExist:
         log.warning("Scan %s no longer exists", scan_id)
         return "missing"
     except ModelUnavailable as error:
         log.error("MODEL UNAVAILABLE for scan %s: %s", scan_id, error)
-        actions.mark_scan_failed(scan_id, str(error))
-        return "failed"
-    except RejectedUpload as error:
-        actions.mark_scan_failed(scan_id, f"The stored image cannot be decoded: {error}")
+        for scan in scans:
+            actions.mark_scan_failed(scan.pk, str(error))
         return "failed"
     except TRANSIENT_ERRORS as error:
         close_old_connections()
@@ -84,6 +84,16 @@ def predict_scan(self, scan_id):
             mark_failed_when_possible(scan_id, f"Failed after {MAX_RETRIES} retries: {error}")
             return "failed"
         raise self.retry(exc=error, countdown=min(2 ** self.request.retries, 60))
+
+
+def stored_pixels(scan):
+    """The scan's decoded pixels, or None (and the scan marked failed) when its file is unreadable."""
+    try:
+        with scan.image.open("rb") as stored:
+            return decode_upload(stored.read()).pixels
+    except (RejectedUpload, FileNotFoundError) as error:
+        actions.mark_scan_failed(scan.pk, f"The stored image cannot be read: {error}")
+        return None
 
 
 def heatmap_png_for(predictor, pixels) -> bytes:
