@@ -20,6 +20,7 @@ from radiology.models import Label, Review, Scan
 @dataclass(frozen=True)
 class ReviewedOutcome:
     scan_id: int
+    uploaded_on: datetime.date  # in the site's time zone
     model_version: str
     actual: int  # 1 = the doctor's final label is PNEUMONIA
     predicted: int  # 1 = the model said PNEUMONIA
@@ -65,6 +66,7 @@ def reviewed_outcomes(model_version=None, start=None, end=None) -> list[Reviewed
     return [
         ReviewedOutcome(
             scan_id=scan.pk,
+            uploaded_on=timezone.localdate(scan.uploaded_at),
             model_version=scan.prediction.model_version.version,
             actual=int(scan.final_label == Label.PNEUMONIA),
             predicted=int(scan.prediction.label == Label.PNEUMONIA),
@@ -105,9 +107,26 @@ def metrics_for(outcomes):
     return metrics
 
 
+def weekly_trend(outcomes):
+    """Accuracy over time: the headline metrics for each week (Monday first) that has reviewed scans."""
+    weeks = {}
+    for outcome in outcomes:
+        monday = outcome.uploaded_on - datetime.timedelta(days=outcome.uploaded_on.weekday())
+        weeks.setdefault(monday, []).append(outcome)
+    trend = []
+    for monday, week in sorted(weeks.items()):
+        metrics = metrics_for(week)
+        trend.append({
+            "week_start": monday.isoformat(),
+            **{key: metrics[key] for key in ("n", "accuracy", "sensitivity", "specificity", "auc")},
+            "override_rate": sum(o.actual != o.predicted for o in week) / len(week),
+        })
+    return trend
+
+
 def dashboard_metrics(model_version=None, start=None, end=None) -> dict:
     """JSON-ready: n, auc, accuracy, sensitivity, specificity, precision, f1, threshold(s),
-    confusion_matrix [[tn, fp], [fn, tp]], override_rate and turnaround (seconds).
+    confusion_matrix [[tn, fp], [fn, tp]], override_rate, turnaround (seconds) and by_week.
     A metric undefined for the data (no scans, one class only) is None."""
     outcomes = reviewed_outcomes(model_version, start, end)
     metrics = metrics_for(outcomes)
@@ -118,4 +137,5 @@ def dashboard_metrics(model_version=None, start=None, end=None) -> dict:
         "prediction_to_review": duration_stats([o.prediction_to_review_s for o in outcomes]),
     }
     metrics["model_versions"] = sorted({o.model_version for o in outcomes})
+    metrics["by_week"] = weekly_trend(outcomes)
     return metrics

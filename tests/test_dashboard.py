@@ -120,3 +120,18 @@ def test_an_empty_or_invalid_filter_is_explained(admin_client_, db):
     assert b"No reviewed scans yet." in admin_client_.get(reverse("dashboard")).content
     page = admin_client_.get(reverse("dashboard") + "?start=2026-03-05&end=2026-03-01").content
     assert b"The start date is after the end date." in page
+
+
+def test_metrics_over_time_are_split_by_week_of_upload(fixed_set):
+    first, second = dashboard_metrics()["by_week"]
+    assert first == pytest.approx({"week_start": "2026-03-02", "n": 6, "accuracy": 4 / 6, "sensitivity": 2 / 3,
+                                   "specificity": 2 / 3, "auc": 7 / 9, "override_rate": 2 / 6})
+    # The v2 scan ten days later: one true positive, so specificity and AUC are undefined.
+    assert second == {"week_start": "2026-03-09", "n": 1, "accuracy": 1.0, "sensitivity": 1.0,
+                      "specificity": None, "auc": None, "override_rate": 0.0}
+
+
+def test_the_dashboard_page_shows_the_weekly_trend(admin_client_, fixed_set):
+    page = admin_client_.get(reverse("dashboard")).content.decode()
+    assert 'id="by-week"' in page
+    assert "2026-03-02" in page and "2026-03-09" in page

@@ -173,6 +173,16 @@ class TurnaroundSerializer(serializers.Serializer):
     prediction_to_review = DurationStatsSerializer(help_text="Until the first review.")
 
 
+class WeekMetricsSerializer(serializers.Serializer):
+    week_start = serializers.DateField(help_text="The Monday of the week (scans by upload date).")
+    n = serializers.IntegerField()
+    accuracy = serializers.FloatField(allow_null=True)
+    sensitivity = serializers.FloatField(allow_null=True)
+    specificity = serializers.FloatField(allow_null=True)
+    auc = serializers.FloatField(allow_null=True)
+    override_rate = serializers.FloatField()
+
+
 class MetricsSerializer(serializers.Serializer):
     n = serializers.IntegerField(help_text="Reviewed scans counted.")
     accuracy = serializers.FloatField(allow_null=True)
@@ -189,6 +199,7 @@ class MetricsSerializer(serializers.Serializer):
     override_rate = serializers.FloatField(allow_null=True, help_text="Share of counted scans whose final label differs from the model's.")
     turnaround = TurnaroundSerializer()
     model_versions = serializers.ListField(child=serializers.CharField())
+    by_week = WeekMetricsSerializer(many=True, help_text="The same metrics week by week: accuracy over time.")
 
 
 # --- model versions -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def test_train_model_writes_a_loadable_calibrated_artifact(tmp_path, capsys):
 
     call_command(
         "train_model", data=str(data), out=str(tmp_path / "model"), run_dir=str(tmp_path / "run"),
-        alpha=0.35, weights="none", input_size=96, head_epochs=1, epochs=1, batch_size=16,
+        alpha=0.35, weights="none", input_size=64, head_epochs=1, epochs=1, batch_size=16,
         calibration=str(site), tta_zooms="1.0,0.9", model_version="test-run",
     )
 
