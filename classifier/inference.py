@@ -1,9 +1,10 @@
 """The Predictor: one verified model per process, fast probabilities and Grad-CAM heatmaps.
 
 Probabilities come from the LiteRT (TensorFlow Lite) conversion of the model, run by the
-XNNPACK CPU delegate: about ten times faster than `model.predict` on a few cores, with
-the same outputs within 1e-4 (tests/classifier checks this). Grad-CAM needs gradients,
-so it runs on the Keras model, through one compiled `tf.function`.
+XNNPACK CPU delegate: on 2 cores about 12 times faster than `model.predict` per scan
+(bench/inference.py), with the same outputs within 1e-4 (tests/classifier checks this).
+Grad-CAM needs gradients, so it runs on the Keras model, through one compiled
+`tf.function`.
 
     predictor = Predictor.load("classifier/bundled/pneumonia.keras")
     probabilities = predictor.predict_proba([pixels_1, pixels_2])   # scans that wait together

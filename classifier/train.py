@@ -141,14 +141,13 @@ def fit_phase(
     return {key: [float(v) for v in values] for key, values in history.history.items()}
 
 
-def train(config, log=print):
-    """Trains, calibrates and saves one model; -> path of the saved `.keras` file."""
+def split_data(config, log=print):
+    """The patient-wise split, also linked into RUN_DIR/validation-split for evaluate_model.
+
+    -> (train_images, validation_images, split summary)
+    """
     config.version = config.version or default_version(config)
     config.run_dir = config.run_dir or str(Path("training-runs") / config.version)
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(config.seed)
-
     log(f"reading {config.data_dir}")
     images = data.list_labeled_images(config.data_dir)
     train_images, validation_images = data.split_by_patient(
@@ -156,7 +155,16 @@ def train(config, log=print):
     )
     split = {"train": data.summarize(train_images), "validation": data.summarize(validation_images)}
     log(f"split by patient: train {split['train']}, validation {split['validation']}")
-    write_split_folder(validation_images, run_dir / "validation-split")
+    write_split_folder(validation_images, Path(config.run_dir) / "validation-split")
+    log(f"validation split linked in {Path(config.run_dir) / 'validation-split'}")
+    return train_images, validation_images, split
+
+
+def train(config, log=print):
+    """Trains, calibrates and saves one model; -> path of the saved `.keras` file."""
+    train_images, validation_images, split = split_data(config, log)
+    run_dir = Path(config.run_dir)
+    keras.utils.set_random_seed(config.seed)
 
     size = config.input_size
     train_gray = load_grayscale(train_images, size, log, "training")

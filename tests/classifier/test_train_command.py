@@ -42,3 +42,14 @@ def test_train_model_writes_a_loadable_calibrated_artifact(tmp_path, capsys):
     assert len(linked) == split["validation"]["images"]
     predictor = Predictor.load(tmp_path / "model" / "pneumonia.keras")
     assert predictor.threshold == metadata["threshold"] and predictor.metadata["version"] == "test-run"
+
+
+def test_split_only_links_the_same_validation_split_without_training(tmp_path):
+    data = write_folder(tmp_path / "train", 48, seed=3)
+    for run in ("first", "second"):
+        call_command("train_model", data=str(data), out=str(tmp_path / "unused"),
+                     run_dir=str(tmp_path / run), split_only=True)
+    first = sorted(p.name for p in (tmp_path / "first" / "validation-split").rglob("*.jpeg"))
+    second = sorted(p.name for p in (tmp_path / "second" / "validation-split").rglob("*.jpeg"))
+    assert first and first == second
+    assert not (tmp_path / "unused").exists()

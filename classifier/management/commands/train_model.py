@@ -48,9 +48,14 @@ class Command(BaseCommand):
             help="comma-separated zooms of the test-time views averaged per scan, e.g. 1.0,0.9",
         )
         parser.add_argument("--model-version", help="version name (default mnv2-<alpha*100>-<date>)")
+        parser.add_argument(
+            "--split-only", action="store_true",
+            help="only link the patient-wise validation split into RUN_DIR/validation-split "
+                 "(to evaluate a trained model on it), then stop",
+        )
 
     def handle(self, *args, **options):
-        from classifier.train import TrainingConfig, train
+        from classifier.train import TrainingConfig, split_data, train
 
         weights = options["weights"] or SHARED_WEIGHTS.get(options["alpha"])
         if weights is None:
@@ -76,5 +81,8 @@ class Command(BaseCommand):
             test_time_zooms=tuple(float(zoom) for zoom in options["tta_zooms"].split(",")),
             version=options["model_version"],
         )
-        path = train(config, log=lambda message: self.stdout.write(message))
+        if options["split_only"]:
+            split_data(config, log=self.stdout.write)
+            return
+        path = train(config, log=self.stdout.write)
         self.stdout.write(self.style.SUCCESS(f"trained {path}"))
