@@ -8,6 +8,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# TensorFlow's C++ start-up chatter buries the worker's own log; warnings and errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 
 def env_str(name, default=""):
     return os.environ.get(name, default)
