@@ -173,13 +173,13 @@ FILE_UPLOAD_HANDLERS = [
 # Workflow rules.
 TRIAGE_MAX_WAIT_MINUTES = env_int("TRIAGE_MAX_WAIT_MINUTES", 60)
 REQUEUE_STALE_AFTER_SECONDS = env_int("REQUEUE_STALE_AFTER_SECONDS", 120)
+# Scans waiting in the queue when a task starts are predicted with it, up to this many in all.
+PREDICTION_BATCH_SIZE = env_int("PREDICTION_BATCH_SIZE", 8)
 
 # The model shipped with the product; `make run` registers and activates it.
 CLASSIFIER_MODEL_PATH = Path(env_str("CLASSIFIER_MODEL_PATH", str(BASE_DIR / "classifier" / "bundled" / "pneumonia.keras")))
 
 # Celery: Redis in production; a filesystem broker (no server) by default.
-# Scans waiting in the queue when a task starts are predicted with it, up to this many in all.
-PREDICTION_BATCH_SIZE = env_int("PREDICTION_BATCH_SIZE", 8)
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 _broker_folder = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -240,7 +240,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "radiology.api.errors.api_exception_handler",
     "DEFAULT_METADATA_CLASS": None,  # no OPTIONS introspection: the OpenAPI schema documents the API
-    # Per-user (and, for the token exchange, per-address) limits; counted per server process.
+    # Per-user (and, for the token exchange, per-address) limits, counted in the cache: set
+    # CACHE_URL so that all web processes share one count.
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
