@@ -5,7 +5,7 @@ what is `required_actions`, checked by RoleActionPermission against radiology.pe
 """
 
 from django.db.models import Prefetch, Q
-from django.http import FileResponse, JsonResponse
+from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -22,12 +22,11 @@ from radiology.api.errors import error_body
 from radiology.dashboard import dashboard_metrics
 from radiology.ingest import RefusedFile, RejectedUpload, read_upload
 from radiology.models import Patient, Review, Scan
+from radiology.private_files import STORED_CONTENT_TYPES, stored_file_response
 from radiology.triage import review_queue
 
 # Who may see a scan's record: its uploader's role, the reviewing doctors, the admins.
 SEE_SCANS = ("view_scan_status", "review_scans", "view_patient_history")
-STORED_CONTENT_TYPES = {Scan.Format.PNG: "image/png", Scan.Format.JPEG: "image/jpeg", Scan.Format.DICOM: "application/dicom"}
-PRIVATE = "private, no-store"  # patient images stay out of shared and browser caches
 
 
 def query(serializer_class, request):
@@ -35,12 +34,6 @@ def query(serializer_class, request):
     params = serializer_class(data=request.query_params)
     params.is_valid(raise_exception=True)
     return params.validated_data
-
-
-def private_file(file, content_type):
-    response = FileResponse(file, content_type=content_type)
-    response["Cache-Control"] = PRIVATE
-    return response
 
 
 def with_reviews(scans):
@@ -137,7 +130,7 @@ class ScanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def image(self, request, pk=None):
         scan = self.get_object()
         actions.audit(request.user, "scan.image_viewed", scan, after={"patient": scan.patient_id})
-        return private_file(scan.image.open("rb"), STORED_CONTENT_TYPES[scan.image_format])
+        return stored_file_response(scan.image, STORED_CONTENT_TYPES[scan.image_format])
 
     @extend_schema(
         summary="The model's Grad-CAM heatmap (PNG)",
@@ -151,7 +144,7 @@ class ScanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         if prediction is None:
             raise NotFound("This scan has no prediction yet.")
         actions.audit(request.user, "scan.heatmap_viewed", scan, after={"patient": scan.patient_id})
-        return private_file(prediction.heatmap.open("rb"), "image/png")
+        return stored_file_response(prediction.heatmap, "image/png")
 
     @extend_schema(
         summary="Send a failed or stuck scan back to the model (admins)",

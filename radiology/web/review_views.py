@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
@@ -21,12 +21,11 @@ from radiology import actions
 from radiology.ingest import decode_upload
 from radiology.models import Patient, Review, Scan
 from radiology.permissions import require
+from radiology.private_files import STORED_CONTENT_TYPES, open_stored, private, stored_file_response
 from radiology.triage import review_queue
 from radiology.web.forms import ReviewForm
 from radiology.web.views import page_of
 
-CONTENT_TYPES = {Scan.Format.PNG: "image/png", Scan.Format.JPEG: "image/jpeg"}
-PRIVATE = "private, no-store"  # patient images stay out of shared and browser caches
 
 
 @require("review_scans")
@@ -92,18 +91,6 @@ def patient_history(request, pk):
     return render(request, "radiology/patient_history.html", {"patient": patient, "page": page_of(request, scans)})
 
 
-def private_file(response):
-    response["Cache-Control"] = PRIVATE
-    return response
-
-
-def open_stored(field_file):
-    try:
-        return field_file.open("rb")
-    except FileNotFoundError:
-        raise Http404("The image file is missing from storage.") from None
-
-
 @require("view_scan_images")
 @require_GET
 def scan_image(request, pk):
@@ -115,8 +102,8 @@ def scan_image(request, pk):
             pixels = decode_upload(stored.read()).pixels
         buffer = io.BytesIO()
         Image.fromarray(np.asarray(pixels)).save(buffer, format="PNG")
-        return private_file(HttpResponse(buffer.getvalue(), content_type="image/png"))
-    return private_file(FileResponse(open_stored(scan.image), content_type=CONTENT_TYPES[scan.image_format]))
+        return private(HttpResponse(buffer.getvalue(), content_type="image/png"))
+    return stored_file_response(scan.image, STORED_CONTENT_TYPES[scan.image_format])
 
 
 @require("view_heatmaps")
@@ -124,4 +111,4 @@ def scan_image(request, pk):
 def scan_heatmap(request, pk):
     scan = get_object_or_404(Scan.objects.select_related("prediction"), pk=pk, prediction__isnull=False)
     actions.audit(request.user, "scan.heatmap_viewed", scan, after={"patient": scan.patient_id})
-    return private_file(FileResponse(open_stored(scan.prediction.heatmap), content_type="image/png"))
+    return stored_file_response(scan.prediction.heatmap, "image/png")
