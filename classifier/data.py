@@ -5,12 +5,13 @@ size (the layout of the shared dataset and of a site's calibration sample).
 """
 
 import hashlib
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
+from PIL import Image
 
 from classifier.preprocess import ImageError
 
@@ -30,15 +31,29 @@ class LabeledImage:
 
 
 def decode_image_bytes(data, name="image"):
-    """PNG/JPEG bytes -> pixel array as stored (8/16-bit gray, RGB or RGBA)."""
-    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if pixels is None or pixels.size == 0:
-        raise ImageError(f"{name}: not a decodable PNG or JPEG image")
-    if pixels.ndim == 3 and pixels.shape[2] == 3:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-    elif pixels.ndim == 3 and pixels.shape[2] == 4:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA)
-    return pixels
+    """PNG/JPEG bytes -> pixel array, decoded exactly as an upload is.
+
+    Pillow, as in `radiology.ingest.decode_raster` (the upload and the worker), so the
+    threshold is chosen on the very pixels the model sees in production: 8-bit L for the
+    dataset's grayscale JPEGs, RGB/RGBA for colour, uint16 for 16-bit PNGs.
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG", "JPEG"]) as image:
+            image.load()
+            return pil_to_array(image)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{name}: not a decodable PNG or JPEG image ({error})") from None
+
+
+def pil_to_array(image):
+    """A loaded PIL image -> numpy, mode by mode as `radiology.ingest.raster_to_array`."""
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(image, dtype=np.uint16)
+    if image.mode in ("I", "F"):
+        return np.asarray(image, dtype=np.float32)
+    if image.mode not in ("L", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
+    return np.asarray(image)
 
 
 def read_image(path):

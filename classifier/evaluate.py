@@ -10,14 +10,20 @@ from pathlib import Path
 import numpy as np
 
 from classifier import data
+from classifier.explain import overlay_png
 from classifier.metrics import binary_metrics, confusion_matrix_png, roc_curve_png
 
 BATCH_SIZE = 32
+OVERLAYS = 6  # Grad-CAM overlays written by evaluate_model --plots
 
 
 def score_folder(predictor, data_dir, log=None):
     """-> (images, labels, scores) for every image of a labeled folder."""
-    images = data.list_labeled_images(data_dir)
+    return score_images(predictor, data.list_labeled_images(data_dir), log)
+
+
+def score_images(predictor, images, log=None):
+    """-> (images, labels, scores) for a list of `data.LabeledImage`."""
     scores = []
     for start in range(0, len(images), BATCH_SIZE):
         chunk = images[start:start + BATCH_SIZE]
@@ -25,16 +31,21 @@ def score_folder(predictor, data_dir, log=None):
         if log:
             log(f"  scored {start + len(chunk)}/{len(images)} images")
     labels = np.array([image.label for image in images])
-    return images, labels, np.concatenate(scores)
+    return images, labels, np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
 
 
 def evaluate_folder(predictor, data_dir, threshold=None, plots_dir=None, log=None):
-    """Metrics (classifier.metrics.METRIC_KEYS) at the predictor's threshold, or `threshold`."""
-    _, labels, scores = score_folder(predictor, data_dir, log)
+    """Metrics (classifier.metrics.METRIC_KEYS) at the predictor's threshold, or `threshold`.
+
+    With `plots_dir`: the ROC curve, the confusion matrix, and Grad-CAM overlays of the
+    scans the model got most wrong (`write_overlays`).
+    """
+    images, labels, scores = score_folder(predictor, data_dir, log)
     threshold = predictor.threshold if threshold is None else threshold
     metrics = binary_metrics(labels, scores, threshold)
     if plots_dir:
         write_plots(labels, scores, metrics, plots_dir, title=Path(data_dir).name)
+        write_overlays(predictor, images, labels, scores, plots_dir)
     return metrics
 
 
@@ -47,6 +58,19 @@ def write_plots(labels, scores, metrics, plots_dir, title):
     (plots_dir / "confusion_matrix.png").write_bytes(
         confusion_matrix_png(metrics["confusion_matrix"], title=f"Confusion matrix: {title}")
     )
+
+
+def write_overlays(predictor, images, labels, scores, plots_dir, count=OVERLAYS):
+    """Grad-CAM overlays of the `count` scans farthest from their label (worst mistakes
+    first), as PLOTS_DIR/gradcam/<score>_<CLASS>_<file>.png, to see what the model looked at.
+    """
+    folder = Path(plots_dir) / "gradcam"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in np.argsort(-np.abs(labels - scores), kind="stable")[:count]:
+        image = images[i]
+        pixels = data.read_image(image.path)
+        name = f"{scores[i]:.3f}_{data.CLASS_NAMES[image.label]}_{image.path.stem}.png"
+        (folder / name).write_bytes(overlay_png(pixels, predictor.gradcam(pixels)))
 
 
 def format_table(metrics):

@@ -3,7 +3,8 @@
 
 - `heatmap_png(heatmap, width, height)`: the heatmap alone, RGBA, transparent where the
   model saw nothing, so the page can lay it over the scan with an opacity slider.
-- `overlay_png(pixels, heatmap, alpha)`: the scan with the heatmap blended in, one PNG.
+- `overlay_png(pixels, heatmap, alpha)`: the scan with the heatmap blended in, one PNG;
+  `evaluate_model --plots` writes a few (classifier/evaluate.py) for offline review.
 
 OpenCV does the colouring and PNG encoding, so no plotting library is loaded.
 """
@@ -13,7 +14,7 @@ import numpy as np
 
 from classifier.preprocess import stretch_to_uint8, to_grayscale
 
-MAX_OVERLAY_SIDE = 1024  # large DICOMs are shown downscaled; the heatmap is 7x7 anyway
+MAX_OVERLAY_SIDE = 1024  # large DICOMs are drawn downscaled; the heatmap is only 224x224
 
 
 def _check_heatmap(heatmap):

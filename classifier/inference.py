@@ -1,8 +1,8 @@
 """The Predictor: one verified model per process, fast probabilities and Grad-CAM heatmaps.
 
 Probabilities come from the LiteRT (TensorFlow Lite) conversion of the model, run by the
-XNNPACK CPU delegate: on 2 cores about 12 times faster than `model.predict` per scan
-(bench/inference.py), with the same outputs within 1e-4 (tests/classifier checks this).
+XNNPACK CPU delegate: on 2 cores about 14 times faster than `model.predict` per scan
+(14.4x in the README's run of bench/inference.py), with the same outputs within 1e-4 (tests/classifier checks this).
 Grad-CAM needs gradients, so it runs on the Keras model, through one compiled
 `tf.function`.
 
@@ -23,10 +23,13 @@ from classifier.preprocess import preprocess_image, preprocess_views
 
 
 class Predictor:
-    def __init__(self, keras_path, metadata, interpreter, keras_model, threshold):
+    def __init__(self, keras_path, metadata, interpreter, keras_model):
         self.keras_path = keras_path
         self.metadata = metadata
-        self.threshold = float(threshold)
+        # The artifact's own threshold; registry.get_predictor gives a site-calibrated
+        # ModelVersion a copy with its threshold. None only while train_model chooses it.
+        threshold = metadata["threshold"]
+        self.threshold = None if threshold is None else float(threshold)
         self.input_size = int(metadata["input_size"])
         self.backbone = metadata["backbone"]
         self.test_time_zooms = metadata["preprocessing"]["test_time_zooms"]
@@ -38,12 +41,10 @@ class Predictor:
         self._lock = threading.Lock()  # one interpreter: calls from threads take turns
 
     @classmethod
-    def load(cls, keras_path, threshold=None, num_threads=None):
+    def load(cls, keras_path, num_threads=None):
         """Verifies the artifact's sha256s, loads both model forms once and warms them up.
 
-        `threshold` overrides the artifact's own (a site-calibrated ModelVersion keeps the
-        same files with its own threshold). Raises `artifact.ArtifactError` when the files
-        do not match their metadata.
+        Raises `artifact.ArtifactError` when the files do not match their metadata.
         """
         from ai_edge_litert.interpreter import Interpreter
 
@@ -54,10 +55,7 @@ class Predictor:
         )
         interpreter.allocate_tensors()
         keras_model = artifact.load_keras_model(keras_path)
-        predictor = cls(
-            keras_path, metadata, interpreter, keras_model,
-            metadata["threshold"] if threshold is None else threshold,
-        )
+        predictor = cls(keras_path, metadata, interpreter, keras_model)
         predictor._warm_up()
         return predictor
 
@@ -104,9 +102,6 @@ class Predictor:
     def predict_inputs_keras(self, batch):
         """The Keras model's outputs for the same inputs: the reference for the fast path."""
         return np.asarray(self._keras_model(batch, training=False)).reshape(-1)
-
-    def is_positive(self, probability):
-        return probability >= self.threshold
 
     # --- explanation --------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ Keras is imported inside the functions, so the inference module can share the na
 below without loading TensorFlow.
 """
 
+DEFAULT_ALPHA = 0.5  # MobileNetV2 width of the shipped model; train_model's default too
+
 OUTPUT_LAYER = "pneumonia_probability"  # the sigmoid head; Grad-CAM reads its logit
 
 # name -> (keras.applications constructor, its last convolutional activation, for Grad-CAM)
@@ -15,7 +17,7 @@ BACKBONES = {
 
 
 def build_model(
-    backbone="mobilenet_v2", alpha=0.35, weights=None, input_size=224, dropout=0.3
+    backbone="mobilenet_v2", alpha=DEFAULT_ALPHA, weights=None, input_size=224, dropout=0.3
 ):
     """-> (model, backbone_layers).
 

@@ -65,15 +65,6 @@ def stretch_to_uint8(gray):
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def normalized_grayscale(pixels, size):
-    """Steps 1-4: any decoded image -> (size, size) uint8 after squashing and CLAHE.
-
-    Augmentation works on this array's un-equalised counterpart (see `resized_grayscale`),
-    so it is exposed for training and for drawing overlays at model resolution.
-    """
-    return equalize(resized_grayscale(pixels, size))
-
-
 def resized_grayscale(pixels, size):
     """Steps 1-3: grayscale, squashed to (size, size), stretched to uint8."""
     gray = to_grayscale(pixels)
@@ -151,7 +142,11 @@ def preprocess_views(pixels, size=224, backbone="mobilenet_v2", zooms=(1.0,)):
 
 
 def preprocess_batch(images, size=224, backbone="mobilenet_v2"):
-    """A list of decoded images -> (n, size, size, 3) float32 batch (one view each)."""
+    """A list of decoded images -> (n, size, size, 3) float32 batch (one view each).
+
+    Only the tests' tiny model (tests/support/tiny_model.py) uses it; the product goes
+    through `preprocess_views`.
+    """
     batch = np.empty((len(images), size, size, 3), dtype=np.float32)
     for i, pixels in enumerate(images):
         batch[i] = preprocess_image(pixels, size, backbone)

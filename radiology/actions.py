@@ -114,13 +114,12 @@ def claim_scans_for_prediction(scan_id, batch_size=1) -> list[Scan]:
     """Mark a task's scan, and up to `batch_size - 1` other scans waiting in the queue, as processing.
 
     Scans that wait together are predicted together; their own tasks then find them predicted.
-    Empty when the task's scan needs no prediction (already predicted or reviewed).
+    The task's own scan may already be processing: a killed worker's task is delivered again.
+    Empty when the task's scan needs no prediction (predicted, reviewed, or failed until re-queued).
     """
     with transaction.atomic():
         scan = Scan.objects.select_for_update().get(pk=scan_id)
-        if scan.status not in (Scan.Status.QUEUED, Scan.Status.PROCESSING, Scan.Status.FAILED):
-            return []
-        if Prediction.objects.filter(scan=scan).exists():
+        if scan.status not in (Scan.Status.QUEUED, Scan.Status.PROCESSING):
             return []
         # skip_locked: a scan another worker is claiming right now stays with that worker.
         waiting = (
@@ -130,7 +129,9 @@ def claim_scans_for_prediction(scan_id, batch_size=1) -> list[Scan]:
             .order_by("uploaded_at", "pk")[: max(batch_size - 1, 0)]
         )
         claimed = [scan, *waiting]
-        Scan.objects.filter(pk__in=[s.pk for s in claimed]).update(status=Scan.Status.PROCESSING)
+        Scan.objects.filter(pk__in=[s.pk for s in claimed]).update(
+            status=Scan.Status.PROCESSING, processing_since=timezone.now()
+        )
         return claimed
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 DICOM_MAGIC_OFFSET = 128
+MIN_IMAGE_SIDE = 32  # a thumbnail or an icon, not a radiograph
 
 
 class RejectedUpload(ValueError):
@@ -98,6 +99,9 @@ def readable_size(size: int) -> str:
 def check_pixel_count(width, height):
     if width <= 0 or height <= 0:
         raise RejectedUpload("The image has no pixels.")
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise RejectedUpload(f"The image is {width}x{height} pixels: too small for a chest X-ray "
+                             f"(at least {MIN_IMAGE_SIDE} pixels a side).")
     if width * height > settings.MAX_IMAGE_PIXELS:
         raise RejectedUpload(
             f"The image is {width}x{height} pixels, more than the {settings.MAX_IMAGE_PIXELS:,} pixel limit."

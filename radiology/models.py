@@ -74,6 +74,7 @@ class Scan(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
     failure_reason = models.TextField(blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True, help_text="Last time the prediction task was sent.")
+    processing_since = models.DateTimeField(null=True, blank=True, help_text="When a worker last claimed it.")
 
     class Meta:
         ordering = ["-uploaded_at"]

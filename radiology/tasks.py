@@ -7,7 +7,8 @@ from datetime import timedelta
 from celery import shared_task
 from celery.signals import worker_process_init
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db.models import Q
 from django.utils import timezone
 
 from radiology import actions
@@ -17,8 +18,11 @@ from radiology.models import Scan
 log = logging.getLogger(__name__)
 
 # Worth retrying: the database or the file store may be back in a moment.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, DatabaseError, ConnectionError, TimeoutError)
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 MAX_RETRIES = 5
+# A queued scan whose task was sent this long ago and never ran is taken as lost and sent again
+# (a second delivery is harmless); a scan processing longer than any task may run was abandoned.
+LOST_MESSAGE_AFTER = timedelta(minutes=30)
 
 
 class ModelUnavailable(RuntimeError):
@@ -52,23 +56,19 @@ def load_model_in_worker(**kwargs):
         log.warning("Model not preloaded (%s); it loads on the first task.", error)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
+@shared_task(bind=True, max_retries=MAX_RETRIES)
 def predict_scan(self, scan_id):
+    scans = []
     try:
         scans = actions.claim_scans_for_prediction(scan_id, settings.PREDICTION_BATCH_SIZE)
         if not scans:
             return "already predicted"
         version, predictor = active_predictor()
         readable = [(scan, pixels) for scan, pixels in ((scan, stored_pixels(scan)) for scan in scans) if pixels is not None]
-        started = time.perf_counter()
-        probabilities = predictor.predict_proba([pixels for _, pixels in readable])
-        inference_ms = (time.perf_counter() - started) * 1000 / max(len(readable), 1)
-        for (scan, pixels), probability in zip(readable, probabilities):
-            heatmap_png = heatmap_png_for(predictor, pixels)
-            actions.record_prediction(scan.pk, version, float(probability), heatmap_png, inference_ms)
+        predicted = predict_and_record(predictor, version, readable) if readable else []
         if len(scans) > 1:
-            log.info("Predicted scan %s with %d others waiting beside it", scan_id, len(scans) - 1)
-        return "predicted" if any(scan.pk == scan_id for scan, _ in readable) else "failed"
+            log.info("Scan %s: predicted %d scans waiting together", scan_id, len(predicted))
+        return "predicted" if scan_id in predicted else "failed"
     except Scan.DoesNotExist:
         log.warning("Scan %s no longer exists", scan_id)
         return "missing"
@@ -96,6 +96,30 @@ def stored_pixels(scan):
         return None
 
 
+def predict_and_record(predictor, version, batch) -> list[int]:
+    """Predict and record a batch of (scan, pixels); -> the ids predicted.
+
+    An image the model cannot take fails alone: the batch is then predicted scan by scan.
+    """
+    try:
+        started = time.perf_counter()
+        probabilities = predictor.predict_proba([pixels for _, pixels in batch])
+        inference_ms = (time.perf_counter() - started) * 1000 / len(batch)
+        heatmaps = [heatmap_png_for(predictor, pixels) for _, pixels in batch]
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as error:  # TensorFlow and the preprocessing raise many types
+        if len(batch) > 1:
+            return [scan_id for item in batch for scan_id in predict_and_record(predictor, version, [item])]
+        scan, _ = batch[0]
+        log.exception("The model could not process scan %s", scan.pk)
+        actions.mark_scan_failed(scan.pk, f"The model could not process this image: {error}")
+        return []
+    for (scan, _), probability, heatmap_png in zip(batch, probabilities, heatmaps):
+        actions.record_prediction(scan.pk, version, float(probability), heatmap_png, inference_ms)
+    return [scan.pk for scan, _ in batch]
+
+
 def heatmap_png_for(predictor, pixels) -> bytes:
     from classifier.explain import heatmap_png
 
@@ -111,10 +135,16 @@ def mark_failed_when_possible(scan_id, reason):
 
 @shared_task
 def requeue_stale_scans():
-    """Send again every scan left queued too long (a broker outage at upload, a lost message)."""
-    cutoff = timezone.now() - timedelta(seconds=settings.REQUEUE_STALE_AFTER_SECONDS)
-    stale = Scan.objects.filter(status=Scan.Status.QUEUED, uploaded_at__lte=cutoff).exclude(enqueued_at__gt=cutoff)
-    sent = [scan_id for scan_id in stale.values_list("pk", flat=True) if actions.enqueue_prediction(scan_id)]
+    """Send again what the queue lost: scans never sent (the broker was down at upload), scans sent
+    long ago that never ran, and scans a worker claimed and abandoned (killed past every retry)."""
+    now = timezone.now()
+    never_sent = Q(enqueued_at__isnull=True, uploaded_at__lte=now - timedelta(seconds=settings.REQUEUE_STALE_AFTER_SECONDS))
+    lost = Q(enqueued_at__lte=now - LOST_MESSAGE_AFTER)
+    queued = Scan.objects.filter(status=Scan.Status.QUEUED).filter(never_sent | lost)
+    abandoned_before = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    abandoned = Scan.objects.filter(status=Scan.Status.PROCESSING, processing_since__lte=abandoned_before)
+    sent = [scan_id for scan_id in queued.values_list("pk", flat=True) if actions.enqueue_prediction(scan_id)]
+    sent += [scan_id for scan_id in abandoned.values_list("pk", flat=True) if actions.enqueue_prediction(scan_id)]
     if sent:
         log.info("Re-queued %d stale scans: %s", len(sent), sent)
     return sent

@@ -408,3 +408,13 @@ def test_upload_page_stores_traversal_name_safely(radiographer_client, patient, 
     scan = Scan.objects.get()
     assert scan.original_filename == "x.png"
     assert stored_files(tmp_path) == [Path(scan.image.path).resolve()]
+
+
+def test_an_image_too_small_for_a_radiograph_is_refused(radiographer, patient, media_root):
+    from radiology.models import Scan
+    from tests.support.images import png_bytes
+
+    with pytest.raises(RejectedUpload, match=r"1x64 pixels: too small for a chest X-ray"):
+        actions.upload_scan(radiographer, patient, "sliver.png", png_bytes(np.full((64, 1), 128, dtype=np.uint8)))
+    assert Scan.objects.count() == 0
+    assert not media_root.exists() or not any(p.is_file() for p in media_root.rglob("*"))

@@ -53,3 +53,42 @@ def test_no_active_model_marks_the_scan_failed_with_the_reason(radiographer, pat
     scan.refresh_from_db()
     assert scan.status == Scan.Status.FAILED
     assert "No model version is active" in scan.failure_reason
+
+
+def test_an_image_the_model_cannot_take_fails_alone_and_the_batch_goes_on(radiographer, patient, model_version, quiet_queue, settings, monkeypatch):
+    from classifier.inference import Predictor
+
+    settings.PREDICTION_BATCH_SIZE = 8
+    good, bad = upload(radiographer, patient, 1), upload(radiographer, patient, 2)
+    bad_pixels = chest_like_pixels(seed=2)
+    original = Predictor.predict_proba
+
+    def refuse_one(self, images):
+        if any(image.shape == bad_pixels.shape and (image == bad_pixels).all() for image in images):
+            raise ValueError("cannot take this image")
+        return original(self, images)
+
+    monkeypatch.setattr(Predictor, "predict_proba", refuse_one)
+    assert predict_scan.apply(args=[good.pk]).get() == "predicted"
+    good.refresh_from_db(), bad.refresh_from_db()
+    assert good.status == Scan.Status.PREDICTED
+    assert bad.status == Scan.Status.FAILED and "could not process this image" in bad.failure_reason
+
+
+def test_the_sweep_sends_what_the_queue_lost_and_nothing_else(radiographer, patient, quiet_queue, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from radiology.tasks import requeue_stale_scans
+
+    now = timezone.now()
+    never_sent, lost, recent, abandoned, busy = (upload(radiographer, patient, seed) for seed in range(5))
+    Scan.objects.filter(pk=never_sent.pk).update(uploaded_at=now - timedelta(minutes=5), enqueued_at=None)
+    Scan.objects.filter(pk=lost.pk).update(uploaded_at=now - timedelta(hours=1), enqueued_at=now - timedelta(minutes=31))
+    Scan.objects.filter(pk=recent.pk).update(uploaded_at=now - timedelta(hours=1), enqueued_at=now - timedelta(minutes=5))
+    Scan.objects.filter(pk=abandoned.pk).update(status="processing", processing_since=now - timedelta(minutes=10))
+    Scan.objects.filter(pk=busy.pk).update(status="processing", processing_since=now - timedelta(seconds=30))
+    sent = []
+    monkeypatch.setattr(actions, "enqueue_prediction", lambda scan_id: sent.append(scan_id) or True)
+    assert sorted(requeue_stale_scans()) == sorted([never_sent.pk, lost.pk, abandoned.pk])

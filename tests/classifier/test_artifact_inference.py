@@ -107,10 +107,6 @@ def test_predict_proba_shapes(predictor, unseen):
     assert predictor.predict_proba([]).shape == (0,)
 
 
-def test_threshold_can_be_overridden_for_a_calibrated_version(tiny_artifact):
-    assert Predictor.load(tiny_artifact, threshold=0.8).threshold == 0.8
-
-
 def test_gradcam_shape_and_range(predictor):
     heatmap = predictor.gradcam(generated_xray(1, np.random.default_rng(5)))
     assert heatmap.shape == (TINY_INPUT_SIZE, TINY_INPUT_SIZE) and heatmap.dtype == np.float32

@@ -10,14 +10,16 @@ class Command(BaseCommand):
     help = (
         "Evaluate a model on DIR/NORMAL and DIR/PNEUMONIA (any-size PNG/JPEG) at its stored "
         "threshold: prints a table, writes the metrics JSON and, with --plots, ROC and "
-        "confusion-matrix PNGs."
+        "confusion-matrix PNGs and Grad-CAM overlays of the scans it got most wrong."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--data", required=True, help="folder with NORMAL/ and PNEUMONIA/")
         parser.add_argument("--model", help="a .keras artifact (default: the active model version)")
         parser.add_argument("--json", required=True, help="where to write the metrics")
-        parser.add_argument("--plots", help="folder for roc_curve.png and confusion_matrix.png")
+        parser.add_argument(
+            "--plots", help="folder for roc_curve.png, confusion_matrix.png and gradcam/*.png overlays",
+        )
 
     def handle(self, *args, **options):
         from classifier.artifact import ArtifactError

@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from classifier.model import DEFAULT_ALPHA
 from classifier.threshold import DEFAULT_RULE
 
 # The ImageNet weights shipped beside the checkout, for offline machines (by MobileNetV2 width).
@@ -24,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="pneumonia", help="file name stem (default pneumonia)")
         parser.add_argument("--run-dir", help="logs + validation split links (default training-runs/VERSION)")
         parser.add_argument("--backbone", default="mobilenet_v2")
-        parser.add_argument("--alpha", type=float, default=0.5, help="MobileNetV2 width")
+        parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="MobileNetV2 width")
         parser.add_argument(
             "--weights",
             help="backbone weights: a local .h5 / .weights.h5 file, 'imagenet' (online), or "
