@@ -1,5 +1,5 @@
-"""Training, top to bottom: data, split, model, phase 1 (head), phase 2 (fine-tune), threshold,
-metrics, artifact.
+"""Training, top to bottom: data, split, model, phase 1 (head), phase 2 (fine-tune), artifact,
+then the threshold and metrics from the saved artifact's Predictor (the serving path).
 
 Run it through `python manage.py train_model` (see that command for the options).
 """
@@ -14,9 +14,13 @@ import numpy as np
 
 from classifier import artifact, data
 from classifier.augment import augment_grayscale
+from classifier.evaluate import score_images
+from classifier.inference import Predictor
 from classifier.metrics import binary_metrics
-from classifier.model import build_model, freeze_backbone, gradcam_layer_name, unfreeze_top
-from classifier.preprocess import equalize, resized_grayscale, to_model_input, zoomed
+from classifier.model import (
+    DEFAULT_ALPHA, build_model, freeze_backbone, gradcam_layer_name, unfreeze_top,
+)
+from classifier.preprocess import equalize, preprocess_views, resized_grayscale, to_model_input
 from classifier.threshold import DEFAULT_RULE, choose_threshold
 
 
@@ -27,7 +31,7 @@ class TrainingConfig:
     run_dir: str | None = None  # logs and the validation split; default training-runs/<version>
     name: str = "pneumonia"
     backbone: str = "mobilenet_v2"
-    alpha: float = 0.5
+    alpha: float = DEFAULT_ALPHA
     weights: str | None = None
     input_size: int = 224
     head_epochs: int = 3
@@ -63,14 +67,14 @@ def load_grayscale(images, size, log, what):
     return gray
 
 
-def model_inputs(gray, backbone, zoom=1.0):
-    return np.stack([to_model_input(equalize(zoomed(g, zoom)), backbone) for g in gray])
-
-
-def predict_scores(model, gray, backbone, zooms):
-    """Mean probability over the test-time views, as `Predictor.predict_proba` computes it."""
-    views = [model.predict(model_inputs(gray, backbone, zoom), batch_size=64, verbose=0) for zoom in zooms]
-    return np.mean(views, axis=0).reshape(-1)
+def load_model_inputs(images, size, backbone, log, what):
+    """Decodes every image into its plain (zoom 1.0) view by `preprocess_views`: (n, size, size, 3)."""
+    inputs = np.empty((len(images), size, size, 3), dtype=np.float32)
+    for i, image in enumerate(images):
+        inputs[i] = preprocess_views(data.read_image(image.path), size, backbone)[0]
+        if (i + 1) % 1000 == 0 or i + 1 == len(images):
+            log(f"  decoded {i + 1}/{len(images)} {what} images")
+    return inputs
 
 
 class AugmentedBatches(keras.utils.PyDataset):
@@ -169,10 +173,12 @@ def train(config, log=print):
     size = config.input_size
     train_gray = load_grayscale(train_images, size, log, "training")
     train_labels = np.array([image.label for image in train_images])
-    validation_gray = load_grayscale(validation_images, size, log, "validation")
     validation_labels = np.array([image.label for image in validation_images], dtype=np.float32)
     # Early stopping watches the plain view; the test-time views come in for the metrics.
-    validation = (model_inputs(validation_gray, config.backbone), validation_labels)
+    validation = (
+        load_model_inputs(validation_images, size, config.backbone, log, "validation"),
+        validation_labels,
+    )
     batches = AugmentedBatches(train_gray, train_labels, config.batch_size, config.backbone, config.seed)
     weights = class_weights(train_labels)
     log(f"class weights {weights}")
@@ -204,27 +210,29 @@ def train(config, log=print):
             "history": history,
         },
     }
-    return calibrate_and_save(model, config, validation_images, validation_gray, metadata, log)
+    return calibrate_and_save(model, config, validation_images, metadata, log)
 
 
-def calibrate_and_save(model, config, validation_images, validation_gray, metadata, log=print):
-    """Scores validation (and the calibration sample), sets the threshold, saves the artifact."""
+def calibrate_and_save(model, config, validation_images, metadata, log=print):
+    """Saves the artifact, scores validation (and the calibration sample) through its
+    Predictor, the path the worker serves with, then records the threshold and metrics.
+    """
     size, zooms = config.input_size, config.test_time_zooms
-    validation_labels = [image.label for image in validation_images]
-    validation_scores = predict_scores(model, validation_gray, config.backbone, zooms)
-    metadata = {
+    keras_path = Path(config.out_dir) / f"{config.name}.keras"
+    metadata = artifact.save_artifact(model, keras_path, {
         **metadata,
         "version": config.version,
         "backbone": config.backbone,
         "alpha": config.alpha,
         "input_size": size,
         "gradcam_layer": gradcam_layer_name(config.backbone),
-    }
+        "threshold": None,  # chosen below from the saved model's own scores
+    }, test_time_zooms=zooms)
+    predictor = Predictor.load(keras_path)
+    _, validation_labels, validation_scores = score_images(predictor, validation_images)
     if config.calibration_dir:
         calibration_images = data.list_labeled_images(config.calibration_dir)
-        calibration_gray = load_grayscale(calibration_images, size, log, "calibration")
-        calibration_labels = [image.label for image in calibration_images]
-        calibration_scores = predict_scores(model, calibration_gray, config.backbone, zooms)
+        _, calibration_labels, calibration_scores = score_images(predictor, calibration_images)
         threshold = choose_threshold(calibration_labels, calibration_scores, config.threshold_rule)
         metadata["site_calibration"] = {
             **binary_metrics(calibration_labels, calibration_scores, threshold),
@@ -243,8 +251,7 @@ def calibrate_and_save(model, config, validation_images, validation_gray, metada
     if "site_calibration" in metadata:
         log(f"site calibration: {metadata['site_calibration']}")
 
-    keras_path = Path(config.out_dir) / f"{config.name}.keras"
-    artifact.save_artifact(model, keras_path, metadata, test_time_zooms=zooms)
+    artifact.write_metadata(keras_path, metadata)
     _write_scores(Path(config.run_dir) / "validation-scores.csv", validation_images, validation_scores)
     log(f"saved {keras_path} (+ .tflite, .json); run files in {config.run_dir}")
     return keras_path

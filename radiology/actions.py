@@ -35,12 +35,16 @@ def patient_snapshot(patient):
     return {"mrn": patient.mrn, "name": patient.name, "birth_date": patient.birth_date.isoformat(), "sex": patient.sex}
 
 
-@transaction.atomic
 def create_patient(actor, *, mrn, name, birth_date, sex) -> Patient:
     patient = Patient(mrn=mrn.strip(), name=name.strip(), birth_date=birth_date, sex=sex)
     patient.full_clean()
-    patient.save()
-    audit(actor, "patient.created", patient, after=patient_snapshot(patient))
+    try:
+        with transaction.atomic():
+            patient.save()
+            audit(actor, "patient.created", patient, after=patient_snapshot(patient))
+    except IntegrityError:
+        # Another request created the same MRN between the check above and the save.
+        raise ValidationError({"mrn": "A patient with this MRN already exists."}) from None
     return patient
 
 
@@ -84,7 +88,9 @@ def upload_scan(actor, patient: Patient, filename: str, data: bytes, decoded: De
     except IntegrityError:
         # A concurrent upload of the same file for this patient won the race.
         delete_stored_file(scan.image)
-        return UploadResult(Scan.objects.get(patient=patient, sha256=decoded.sha256), duplicate=True)
+        existing = Scan.objects.get(patient=patient, sha256=decoded.sha256)
+        audit(actor, "scan.duplicate_upload", existing, after={"original_filename": original})
+        return UploadResult(existing, duplicate=True)
     except BaseException:
         delete_stored_file(scan.image)  # never leave an orphan file behind a failed upload
         raise
@@ -231,9 +237,18 @@ def review_scan(actor, scan: Scan, decision: str, note: str = "", final_label: s
 
 
 def activate_model_version(actor, version):
-    """An admin puts a model version in force; new predictions use it, old ones keep theirs."""
+    """An admin puts a model version in force; new predictions use it, old ones keep theirs.
+
+    Its files are checked first: activating a missing or damaged model would fail every scan."""
+    from classifier.artifact import ArtifactError, verified_metadata
     from classifier.models import ModelVersion
 
+    try:
+        metadata = verified_metadata(version.resolved_artifact_path())
+        if metadata["sha256"] != version.sha256:
+            raise ArtifactError(f"{version.artifact_path} is not the file registered (sha256 {metadata['sha256']})")
+    except (ArtifactError, OSError) as error:
+        raise ValidationError(f"Model {version.version} cannot be activated: {error}") from None
     with transaction.atomic():
         previous = ModelVersion.objects.select_for_update().filter(is_active=True).first()
         version.activate()

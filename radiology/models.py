@@ -26,7 +26,8 @@ class Patient(models.Model):
         FEMALE = "F", "Female"
         OTHER = "O", "Other"
 
-    mrn = models.CharField("MRN", max_length=64, unique=True, help_text="Medical record number.")
+    mrn = models.CharField("MRN", max_length=64, unique=True, help_text="Medical record number.",
+                           error_messages={"unique": "A patient with this MRN already exists."})
     name = models.CharField(max_length=200)
     birth_date = models.DateField()
     sex = models.CharField(max_length=1, choices=Sex.choices)

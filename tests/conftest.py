@@ -75,6 +75,14 @@ def tiny_artifact(tmp_path_factory):
 
 
 @pytest.fixture
+def loadable_files(tiny_artifact):
+    """ModelVersionFactory fields that point at real, verifiable model files (the tiny model's)."""
+    from classifier.artifact import read_metadata
+
+    return {"artifact_path": str(tiny_artifact), "sha256": read_metadata(tiny_artifact)["sha256"]}
+
+
+@pytest.fixture
 def model_version(db, tiny_artifact):
     from classifier.registry import register_model
 

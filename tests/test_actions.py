@@ -139,3 +139,14 @@ def test_a_dicom_naming_another_patient_is_refused(radiographer, patient, media_
     assert Scan.objects.count() == 0 and stored_files(media_root) == []
     scan = actions.upload_scan(radiographer, patient, "chest.dcm", dicom_bytes(patient_id=patient.mrn)).scan
     assert scan.image_format == "dicom"
+
+
+def test_a_patient_created_twice_at_once_is_a_validation_error(radiographer, patient, monkeypatch):
+    from radiology.models import Patient
+
+    # The second request passed its uniqueness check before the first one saved.
+    monkeypatch.setattr(Patient, "full_clean", lambda self: None)
+    with pytest.raises(ValidationError) as refused:
+        actions.create_patient(radiographer, mrn=patient.mrn, name="Someone", birth_date=patient.birth_date, sex="M")
+    assert "already exists" in str(refused.value.message_dict["mrn"])
+    assert Patient.objects.filter(mrn=patient.mrn).count() == 1

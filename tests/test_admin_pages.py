@@ -2,6 +2,7 @@
 
 from django.urls import reverse
 
+from classifier.models import ModelVersion
 from radiology.models import AuditEvent, Scan
 from tests.factories import ModelVersionFactory, PredictionFactory, ScanFactory
 
@@ -30,9 +31,10 @@ def test_a_predicted_scan_cannot_be_requeued(admin_client_):
     assert scan.status == Scan.Status.PREDICTED
 
 
-def test_model_versions_are_listed_and_activated(admin_client_, admin_user):
+def test_model_versions_are_listed_and_activated(admin_client_, admin_user, loadable_files):
     current = ModelVersionFactory(version="current", is_active=True)
-    candidate = ModelVersionFactory(version="candidate", evaluation={"test": {"auc": 0.93, "sensitivity": 0.9, "specificity": 0.8}})
+    candidate = ModelVersionFactory(version="candidate", evaluation={"test": {"auc": 0.93, "sensitivity": 0.9, "specificity": 0.8}},
+                                    **loadable_files)
     page = admin_client_.get(reverse("model_versions")).content.decode()
     assert "candidate" in page and "AUC 0.930" in page and reverse("activate_model_version", args=[candidate.pk]) in page
     assert reverse("activate_model_version", args=[current.pk]) not in page  # already active
@@ -50,3 +52,12 @@ def test_the_users_link_goes_to_django_admin(admin_client_):
     page = admin_client_.get(reverse("dashboard")).content.decode()
     assert 'href="/django-admin/auth/user/"' in page
     assert admin_client_.get("/django-admin/auth/user/").status_code == 200
+
+
+def test_a_version_whose_files_are_missing_is_not_activated(admin_client_):
+    current = ModelVersionFactory(version="current", is_active=True)
+    broken = ModelVersionFactory(version="broken", artifact_path="missing/model.keras")
+    response = admin_client_.post(reverse("activate_model_version", args=[broken.pk]), follow=True)
+    assert "broken cannot be activated" in response.content.decode()
+    assert ModelVersion.active() == current
+    assert not AuditEvent.objects.filter(action="model_version.activated").exists()

@@ -25,9 +25,9 @@ def test_an_admin_lists_and_reads_versions(admin_user):
 
 
 @pytest.mark.django_db
-def test_an_admin_activates_a_version_and_it_is_audited(admin_user):
+def test_an_admin_activates_a_version_and_it_is_audited(admin_user, loadable_files):
     old = ModelVersionFactory(version="v1", is_active=True)
-    new = ModelVersionFactory(version="v2")
+    new = ModelVersionFactory(version="v2", **loadable_files)
 
     response = token_client(admin_user).post(f"{URL}{new.pk}/activate/")
 
@@ -66,3 +66,12 @@ def test_anonymous_gets_401():
 
     assert APIClient().get(URL).status_code == 401
     assert APIClient().post(f"{URL}{version.pk}/activate/").status_code == 401
+
+
+def test_a_version_whose_files_are_missing_is_refused_with_400(admin_user):
+    ModelVersionFactory(version="v1", is_active=True)
+    broken = ModelVersionFactory(version="broken", artifact_path="missing/model.keras")
+    response = token_client(admin_user).post(f"{URL}{broken.pk}/activate/")
+    assert response.status_code == 400
+    assert "cannot be activated" in error_of(response)["message"]
+    assert ModelVersion.active().version == "v1"

@@ -40,13 +40,13 @@ NOT_ROLE_PAGES = {"login", "logout", "home"}
 
 
 @pytest.fixture
-def objects(db):
+def objects(db, loadable_files):
     prediction = PredictionFactory()
     return {
         "patient": prediction.scan.patient,
         "scan": prediction.scan,
         "failed": ScanFactory(status="failed", failure_reason="model missing"),
-        "version": ModelVersionFactory(),
+        "version": ModelVersionFactory(**loadable_files),
     }
 
 

@@ -192,4 +192,4 @@ def test_patients_search_pagination_and_create(radiographer_client):
     patient = Patient.objects.get(mrn="C-1")
     assert created["Location"] == reverse("patient_detail", args=[patient.pk])
     taken = radiographer_client.post(reverse("patient_create"), {"mrn": "C-1", "name": "Other", "birth_date": "2018-02-03", "sex": "M"})
-    assert taken.status_code == 400 and b"A patient with MRN C-1 already exists." in taken.content
+    assert taken.status_code == 400 and b"A patient with this MRN already exists." in taken.content

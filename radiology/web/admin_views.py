@@ -119,6 +119,10 @@ def model_versions(request):
 @require_POST
 def activate_model_version(request, pk):
     version = get_object_or_404(ModelVersion, pk=pk)
-    actions.activate_model_version(request.user, version)
-    messages.success(request, f"Model {version.version} is now active: new scans are predicted with it.")
+    try:
+        actions.activate_model_version(request.user, version)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Model {version.version} is now active: new scans are predicted with it.")
     return redirect("model_versions")

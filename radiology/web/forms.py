@@ -22,12 +22,6 @@ class PatientForm(forms.Form):
     birth_date = forms.DateField(label="Date of birth", widget=DateInput)
     sex = forms.ChoiceField(choices=[("", "—")] + Patient.Sex.choices)
 
-    def clean_mrn(self):
-        mrn = self.cleaned_data["mrn"].strip()
-        if Patient.objects.filter(mrn=mrn).exists():
-            raise forms.ValidationError(f"A patient with MRN {mrn} already exists.")
-        return mrn
-
 
 class PatientSearchForm(forms.Form):
     q = forms.CharField(label="Search by name or MRN", required=False, max_length=200)

@@ -1,5 +1,7 @@
 """The one preprocessing path: every kind of decoded image becomes the same model input."""
 
+import io
+
 import cv2
 import numpy as np
 import pytest
@@ -88,6 +90,28 @@ def test_decoded_colour_png_is_rgb_and_16bit_png_keeps_its_depth(chest_8bit):
     np.testing.assert_array_equal(decoded, rgb)
     deep = chest_8bit.astype(np.uint16) * 200
     assert decode_image_bytes(cv2.imencode(".png", deep)[1].tobytes()).dtype == np.uint16
+
+
+@pytest.mark.parametrize("kind", ["gray_jpeg", "gray_png", "rgb_png", "rgba_png", "palette_png", "16bit_png"])
+def test_training_decodes_exactly_as_the_upload_and_the_worker_do(chest_8bit, kind):
+    from PIL import Image
+
+    from radiology.ingest import decode_upload
+
+    images = {
+        "gray_jpeg": ("JPEG", Image.fromarray(chest_8bit)),
+        "gray_png": ("PNG", Image.fromarray(chest_8bit)),
+        "rgb_png": ("PNG", Image.fromarray(np.dstack([chest_8bit, chest_8bit // 2, chest_8bit]))),
+        "rgba_png": ("PNG", Image.fromarray(np.dstack([chest_8bit] * 3 + [255 - chest_8bit]))),
+        "palette_png": ("PNG", Image.fromarray(chest_8bit).convert("P")),
+        "16bit_png": ("PNG", Image.fromarray(chest_8bit.astype(np.uint16) * 200)),
+    }
+    image_format, image = images[kind]
+    buffer = io.BytesIO()
+    image.save(buffer, image_format)
+    ours, uploaded = decode_image_bytes(buffer.getvalue()), decode_upload(buffer.getvalue()).pixels
+    assert ours.dtype == uploaded.dtype
+    np.testing.assert_array_equal(ours, uploaded)
 
 
 def test_views_start_with_the_scan_as_is_and_zoom_out_from_its_centre(chest_8bit):

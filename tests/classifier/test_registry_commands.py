@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from classifier.artifact import ArtifactError
+from classifier.evaluate import OVERLAYS
 from classifier.metrics import METRIC_KEYS
 from classifier.models import ModelVersion
 from classifier.registry import calibrate_model, ensure_bundled_model, get_predictor, register_model
@@ -94,6 +95,8 @@ def test_evaluate_model_command_writes_exact_keys_and_plots(tiny_artifact, label
     assert "sensitivity" in capsys.readouterr().out
     for name in ("roc_curve.png", "confusion_matrix.png"):
         assert (tmp_path / "plots" / name).read_bytes().startswith(b"\x89PNG")
+    overlays = sorted((tmp_path / "plots" / "gradcam").glob("*.png"))
+    assert len(overlays) == OVERLAYS and all(p.read_bytes().startswith(b"\x89PNG") for p in overlays)
 
 
 def test_evaluate_model_command_with_model_path_needs_no_registry(tiny_artifact, labeled_folder, tmp_path):
