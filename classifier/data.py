@@ -46,7 +46,9 @@ def decode_image_bytes(data, name="image"):
 
 
 def pil_to_array(image):
-    """A loaded PIL image -> numpy, mode by mode as `radiology.ingest.raster_to_array`."""
+    """A loaded PIL image -> numpy: 8/16-bit grayscale, RGB or RGBA as they are, other modes converted.
+
+    Uploads (radiology.ingest) and data sets decode through this one function."""
     if image.mode in ("I;16", "I;16B", "I;16L"):
         return np.asarray(image, dtype=np.uint16)
     if image.mode in ("I", "F"):

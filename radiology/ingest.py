@@ -14,6 +14,9 @@ import numpy as np
 from django.conf import settings
 from PIL import Image
 
+from classifier.data import pil_to_array
+from classifier.preprocess import stretch_to_uint8
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 DICOM_MAGIC_OFFSET = 128
@@ -119,7 +122,7 @@ def decode_raster(data: bytes, image_format: str) -> np.ndarray:
             with Image.open(io.BytesIO(data), formats=[name]) as image:
                 check_pixel_count(*image.size)
                 image.load()
-                return raster_to_array(image)
+                return pil_to_array(image)
         except RejectedUpload:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -128,16 +131,6 @@ def decode_raster(data: bytes, image_format: str) -> np.ndarray:
             ) from None
         except (OSError, SyntaxError, ValueError) as error:
             raise RejectedUpload(f"The {name} file is damaged or truncated and cannot be decoded ({error}).") from None
-
-
-def raster_to_array(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I;16", "I;16B", "I;16L"):
-        return np.asarray(image, dtype=np.uint16)
-    if image.mode in ("I", "F"):
-        return np.asarray(image, dtype=np.float32)
-    if image.mode not in ("L", "RGB", "RGBA"):
-        image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
-    return np.asarray(image)
 
 
 def decode_dicom(data: bytes):
@@ -175,7 +168,7 @@ def dicom_pixels(dataset) -> np.ndarray:
         raise RejectedUpload(f"The DICOM pixel data ({encoding}) is damaged and cannot be decoded ({error}).") from None
     if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
         pixels = pixels.max() - pixels  # MONOCHROME1 shows low values as white
-    return to_uint8(pixels)
+    return stretch_to_uint8(pixels)
 
 
 def has_pixel_decoder(syntax) -> bool:
@@ -186,13 +179,6 @@ def has_pixel_decoder(syntax) -> bool:
         return not syntax.is_compressed or get_decoder(syntax).is_available
     except (ValueError, NotImplementedError):  # not a transfer syntax, or one pydicom cannot decode at all
         return False
-
-
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    low, high = float(np.min(pixels)), float(np.max(pixels))
-    if high <= low:
-        return np.zeros(pixels.shape, dtype=np.uint8)
-    return np.round((pixels - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
 def dicom_patient(dataset) -> dict:

@@ -15,6 +15,15 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def fresh_cache():
+    """API rate-limit counts live in the cache: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def media_root(tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
@@ -58,7 +67,7 @@ def doctor_client(doctor):
 
 
 @pytest.fixture
-def admin_client_(admin_user):
+def admin_role_client(admin_user):
     return logged_in(admin_user)
 
 

@@ -90,8 +90,8 @@ def test_metrics_are_json_ready(fixed_set):
     assert json.loads(json.dumps(dashboard_metrics()))["n"] == 7
 
 
-def test_the_page_shows_metrics_next_to_the_offline_evaluation(admin_client_, fixed_set):
-    page = admin_client_.get(reverse("dashboard") + "?model_version=v1").content.decode()
+def test_the_page_shows_metrics_next_to_the_offline_evaluation(admin_role_client, fixed_set):
+    page = admin_role_client.get(reverse("dashboard") + "?model_version=v1").content.decode()
     assert '<span id="reviewed-count">6</span>' in page
     assert 'data-cell="tn">2<' in page and 'data-cell="fp">1<' in page and 'data-cell="fn">1<' in page and 'data-cell="tp">2<' in page
     assert "Offline: test" in page and "0.910" in page and "0.778" in page and "0.667" in page
@@ -109,16 +109,16 @@ def test_durations_read_as_people_read_them(seconds, shown):
     assert duration(seconds) == shown
 
 
-def test_charts_are_pngs_drawn_on_the_server(admin_client_, fixed_set):
+def test_charts_are_pngs_drawn_on_the_server(admin_role_client, fixed_set):
     for name in ("dashboard_roc_png", "dashboard_confusion_png"):
-        response = admin_client_.get(reverse(name) + "?model_version=v1")
+        response = admin_role_client.get(reverse(name) + "?model_version=v1")
         assert response["Content-Type"] == "image/png"
         assert response.content.startswith(PNG_SIGNATURE)
 
 
-def test_an_empty_or_invalid_filter_is_explained(admin_client_, db):
-    assert b"No reviewed scans yet." in admin_client_.get(reverse("dashboard")).content
-    page = admin_client_.get(reverse("dashboard") + "?start=2026-03-05&end=2026-03-01").content
+def test_an_empty_or_invalid_filter_is_explained(admin_role_client, db):
+    assert b"No reviewed scans yet." in admin_role_client.get(reverse("dashboard")).content
+    page = admin_role_client.get(reverse("dashboard") + "?start=2026-03-05&end=2026-03-01").content
     assert b"The start date is after the end date." in page
 
 
@@ -131,7 +131,7 @@ def test_metrics_over_time_are_split_by_week_of_upload(fixed_set):
                       "specificity": None, "auc": None, "override_rate": 0.0}
 
 
-def test_the_dashboard_page_shows_the_weekly_trend(admin_client_, fixed_set):
-    page = admin_client_.get(reverse("dashboard")).content.decode()
+def test_the_dashboard_page_shows_the_weekly_trend(admin_role_client, fixed_set):
+    page = admin_role_client.get(reverse("dashboard")).content.decode()
     assert 'id="by-week"' in page
     assert "2026-03-02" in page and "2026-03-09" in page

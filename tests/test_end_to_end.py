@@ -43,8 +43,8 @@ def scan_status_seen_by(client, scan_id):
     return scan
 
 
-def test_upload_predict_review_and_dashboard(model_version, worker, patient, radiographer_client, doctor_client, admin_client_):
-    before = dashboard_numbers(admin_client_)
+def test_upload_predict_review_and_dashboard(model_version, worker, patient, radiographer_client, doctor_client, admin_role_client):
+    before = dashboard_numbers(admin_role_client)
     assert before["n"] == 0
 
     response = radiographer_client.post(reverse("upload"), {
@@ -74,7 +74,7 @@ def test_upload_predict_review_and_dashboard(model_version, worker, patient, rad
     assert list(AuditEvent.objects.filter(object_type="Scan", object_id=str(scan.pk)).order_by("created_at", "pk")
                 .values_list("action", flat=True)) == ["scan.uploaded", "scan.predicted", "scan.reviewed"]
 
-    after = dashboard_numbers(admin_client_)
+    after = dashboard_numbers(admin_role_client)
     assert after["n"] == 1
     assert after["accuracy"] == 1.0
     assert after["override_rate"] == 0.0

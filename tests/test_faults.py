@@ -135,7 +135,7 @@ def test_task_delivered_three_times_gives_one_prediction(model_version, worker, 
 
 
 def test_missing_then_corrupt_model_fails_scans_that_predict_after_the_fix(model_version, worker, tiny_artifact, tmp_path,
-                                                                        radiographer, patient, admin_client_):
+                                                                        radiographer, patient, admin_role_client):
     from classifier.artifact import read_metadata, write_metadata
     from classifier.registry import register_model
 
@@ -154,7 +154,7 @@ def test_missing_then_corrupt_model_fails_scans_that_predict_after_the_fix(model
     assert f"MODEL UNAVAILABLE for scan {scan.pk}: Model tiny-damaged cannot be loaded from {broken_path}" in worker.log_text()
 
     broken_path.write_bytes(good_bytes[: len(good_bytes) // 2])  # a truncated copy
-    response = admin_client_.post(reverse("requeue_scan", args=[scan.pk]))
+    response = admin_role_client.post(reverse("requeue_scan", args=[scan.pk]))
     assert response.status_code == 302
     wait_until(lambda: worker.log_text().count(f"MODEL UNAVAILABLE for scan {scan.pk}") == 2, TASK_TIMEOUT,
                lambda: f"The re-queued scan did not fail again:\n{worker.log_tail()}")
@@ -162,7 +162,7 @@ def test_missing_then_corrupt_model_fails_scans_that_predict_after_the_fix(model
     assert "sha256 mismatch" in scan.failure_reason
 
     broken_path.write_bytes(good_bytes)  # the admin puts the right file back
-    response = admin_client_.post(reverse("requeue_scan", args=[scan.pk]))
+    response = admin_role_client.post(reverse("requeue_scan", args=[scan.pk]))
     assert response.status_code == 302
     wait_for_status(scan, Scan.Status.PREDICTED, worker)
     assert Prediction.objects.get(scan=scan).model_version == version

@@ -195,12 +195,12 @@ def test_image_view_is_audited_and_private(name, url, audit_action, stored_scan,
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("name, url, audit_action", IMAGE_VIEWS + HEATMAP_VIEWS, ids=[v[0] for v in IMAGE_VIEWS + HEATMAP_VIEWS])
-def test_image_views_refuse_users_without_the_right_and_audit_nothing(name, url, audit_action, outsider, admin_client_):
+def test_image_views_refuse_users_without_the_right_and_audit_nothing(name, url, audit_action, outsider, admin_role_client):
     prediction = PredictionFactory()
     url = url.format(pk=prediction.scan.pk)
     nobody = Client()
     nobody.force_login(outsider)
-    for client in (nobody, admin_client_):  # admins see metrics, not patients' images
+    for client in (nobody, admin_role_client):  # admins see metrics, not patients' images
         assert client.get(url).status_code == 403
     assert not AuditEvent.objects.filter(action=audit_action).exists()
 

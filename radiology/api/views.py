@@ -22,7 +22,7 @@ from radiology.api.errors import error_body
 from radiology.dashboard import dashboard_metrics
 from radiology.ingest import RefusedFile, RejectedUpload, read_upload
 from radiology.models import Patient, Review, Scan
-from radiology.private_files import STORED_CONTENT_TYPES, stored_file_response
+from radiology.private_files import STORED_CONTENT_TYPES, heatmap_response, stored_image_response
 from radiology.triage import review_queue
 
 # Who may see a scan's record: its uploader's role, the reviewing doctors, the admins.
@@ -128,9 +128,7 @@ class ScanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     )
     @action(detail=True, methods=["get"])
     def image(self, request, pk=None):
-        scan = self.get_object()
-        actions.audit(request.user, "scan.image_viewed", scan, after={"patient": scan.patient_id})
-        return stored_file_response(scan.image, STORED_CONTENT_TYPES[scan.image_format])
+        return stored_image_response(request, self.get_object())
 
     @extend_schema(
         summary="The model's Grad-CAM heatmap (PNG)",
@@ -143,8 +141,7 @@ class ScanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         prediction = getattr(scan, "prediction", None)
         if prediction is None:
             raise NotFound("This scan has no prediction yet.")
-        actions.audit(request.user, "scan.heatmap_viewed", scan, after={"patient": scan.patient_id})
-        return stored_file_response(prediction.heatmap, "image/png")
+        return heatmap_response(request, scan)
 
     @extend_schema(
         summary="Send a failed or stuck scan back to the model (admins)",

@@ -4,24 +4,18 @@ Patient images never have a public URL: these views check the role, write an aud
 every look at a patient's image, and stream the file from storage.
 """
 
-import io
-
-import numpy as np
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
-from PIL import Image
 
 from radiology import actions
-from radiology.ingest import decode_upload
 from radiology.models import Patient, Review, Scan
 from radiology.permissions import require
-from radiology.private_files import STORED_CONTENT_TYPES, open_stored, private, stored_file_response
+from radiology.private_files import heatmap_response, viewable_image_response
 from radiology.triage import review_queue
 from radiology.web.forms import ReviewForm
 from radiology.web.views import page_of
@@ -94,21 +88,10 @@ def patient_history(request, pk):
 @require("view_scan_images")
 @require_GET
 def scan_image(request, pk):
-    scan = get_object_or_404(Scan, pk=pk)
-    actions.audit(request.user, "scan.image_viewed", scan, after={"patient": scan.patient_id})
-    if scan.image_format == Scan.Format.DICOM:
-        # Browsers cannot show DICOM: send the decoded (windowed) pixels as PNG.
-        with open_stored(scan.image) as stored:
-            pixels = decode_upload(stored.read()).pixels
-        buffer = io.BytesIO()
-        Image.fromarray(np.asarray(pixels)).save(buffer, format="PNG")
-        return private(HttpResponse(buffer.getvalue(), content_type="image/png"))
-    return stored_file_response(scan.image, STORED_CONTENT_TYPES[scan.image_format])
+    return viewable_image_response(request, get_object_or_404(Scan, pk=pk))
 
 
 @require("view_heatmaps")
 @require_GET
 def scan_heatmap(request, pk):
-    scan = get_object_or_404(Scan.objects.select_related("prediction"), pk=pk, prediction__isnull=False)
-    actions.audit(request.user, "scan.heatmap_viewed", scan, after={"patient": scan.patient_id})
-    return stored_file_response(scan.prediction.heatmap, "image/png")
+    return heatmap_response(request, get_object_or_404(Scan.objects.select_related("prediction"), pk=pk, prediction__isnull=False))
