@@ -112,3 +112,9 @@ def test_register_and_calibrate_commands(tiny_artifact, labeled_folder, capsys):
     calibrated = ModelVersion.objects.exclude(version=TINY_VERSION).get()
     assert calibrated.metadata["calibration"]["rule"] == "youden"
     assert "recorded" in capsys.readouterr().out
+
+    call_command("calibrate_model", data=str(labeled_folder), rule="youden", activate=True)
+    from radiology.models import AuditEvent
+
+    activations = AuditEvent.objects.filter(action="model_version.activated", actor=None)
+    assert [event.after["active"] for event in activations.order_by("pk")] == [TINY_VERSION, ModelVersion.active().version]

@@ -41,7 +41,9 @@ class Command(BaseCommand):
         except (ValueError, FileNotFoundError) as error:
             raise CommandError(str(error)) from error
         if options["activate"]:
-            version.activate()
+            from radiology.actions import activate_model_version  # audited, like an admin's activation
+
+            activate_model_version(None, version)
         self.stdout.write(format_table(version.evaluation["site_calibration"]))
         state = "active" if version.is_active else "inactive; an admin can activate it"
         self.stdout.write(self.style.SUCCESS(
