@@ -90,15 +90,8 @@ class Scan(models.Model):
     def __str__(self):
         return f"Scan {self.pk} of {self.patient}"
 
-    @property
-    def is_waiting_for_review(self):
-        return self.status == self.Status.PREDICTED
-
     def latest_review(self):
         return self.reviews.order_by("-created_at", "-pk").first()
-
-    def waited(self, now=None):
-        return (now or timezone.now()) - self.uploaded_at
 
 
 class Prediction(models.Model):

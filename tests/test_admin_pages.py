@@ -61,3 +61,14 @@ def test_a_version_whose_files_are_missing_is_not_activated(admin_role_client):
     assert "broken cannot be activated" in response.content.decode()
     assert ModelVersion.active() == current
     assert not AuditEvent.objects.filter(action="model_version.activated").exists()
+
+
+def test_the_admin_role_cannot_make_anyone_superuser(admin_role_client, doctor):
+    url = f"/django-admin/auth/user/{doctor.pk}/change/"
+    page = admin_role_client.get(url).content.decode()
+    assert 'name="groups"' in page  # roles are theirs to manage
+    assert 'name="is_superuser"' not in page and 'name="user_permissions"' not in page
+    admin_role_client.post(url, {"username": doctor.username, "is_superuser": "on", "is_active": "on",
+                                 "groups": [doctor.groups.get().pk], "date_joined_0": "2026-01-01", "date_joined_1": "00:00"})
+    doctor.refresh_from_db()
+    assert not doctor.is_superuser

@@ -24,10 +24,11 @@ def run_python(code, **env):
 
 def test_compose_has_the_four_services_with_volumes():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert {"postgres", "redis", "web", "worker"} <= set(compose["services"])
+    assert {"postgres", "redis", "web", "worker", "beat"} <= set(compose["services"])
     assert {"pgdata", "media"} <= set(compose["volumes"])
     assert "gunicorn" in compose["services"]["web"]["command"]
     assert "celery -A radiology worker" in compose["services"]["worker"]["command"]
+    assert "celery -A radiology beat" in compose["services"]["beat"]["command"]
 
 
 def test_compose_app_variables_are_the_settings_variables():

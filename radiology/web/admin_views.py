@@ -11,6 +11,7 @@ from classifier.models import ModelVersion
 from radiology import actions, dashboard
 from radiology.models import Scan
 from radiology.permissions import require
+from radiology.private_files import private
 from radiology.web.forms import DashboardFilterForm
 from radiology.web.views import page_of
 
@@ -62,9 +63,7 @@ def dashboard_page(request):
 
 
 def png(data):
-    response = HttpResponse(data, content_type="image/png")
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return private(HttpResponse(data, content_type="image/png"))
 
 
 @require("view_dashboard")
