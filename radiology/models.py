@@ -90,6 +90,11 @@ class Scan(models.Model):
     def __str__(self):
         return f"Scan {self.pk} of {self.patient}"
 
+    @property
+    def is_settled(self):
+        """No worker will change it any more: predicted, reviewed, or failed until re-queued."""
+        return self.status in (self.Status.PREDICTED, self.Status.FAILED, self.Status.REVIEWED)
+
     def latest_review(self):
         return self.reviews.order_by("-created_at", "-pk").first()
 

@@ -33,9 +33,6 @@ START_PAGES = [
     ("requeue_scans", "failed_scans"),
     ("view_model_versions", "model_versions"),
 ]
-FINAL_STATUSES = {Scan.Status.PREDICTED, Scan.Status.FAILED, Scan.Status.REVIEWED}
-
-
 def page_of(request, items, size=PAGE_SIZE):
     return Paginator(items, size).get_page(request.GET.get("page"))
 
@@ -164,7 +161,7 @@ def scan_status_json(request):
             "status": scan.status,
             "status_label": scan.get_status_display(),
             "failure_reason": scan.failure_reason,
-            "final": scan.status in FINAL_STATUSES,
+            "final": scan.is_settled,
         }
         for scan in scans
     ]})

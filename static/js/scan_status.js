@@ -1,19 +1,17 @@
 // Keeps the scan statuses on the page current without reloading: polls the status endpoint
-// for the scans that are still queued or processing, and stops when all are settled.
+// for the scans that are still queued or processing, and stops when all are settled (the
+// server says which: data-final on each row, `final` in each answer).
 (function () {
   "use strict";
   var table = document.getElementById("scan-status");
   if (!table || !window.fetch) return;
   var url = table.dataset.statusUrl;
   var pollEveryMs = 2000;
-  var settled = ["predicted", "failed", "reviewed"];
 
   function rows() { return Array.prototype.slice.call(table.querySelectorAll("tr[data-scan-id]")); }
 
   function pending() {
-    return rows().filter(function (row) {
-      return settled.indexOf(row.querySelector("[data-status]").dataset.status) === -1;
-    });
+    return rows().filter(function (row) { return row.dataset.final !== "true"; });
   }
 
   function show(row, scan) {
@@ -22,6 +20,7 @@
     badge.dataset.status = scan.status;
     badge.textContent = scan.status_label;
     row.querySelector("[data-failure]").textContent = scan.failure_reason || "";
+    row.dataset.final = scan.final ? "true" : "false";
   }
 
   function poll() {
