@@ -55,7 +55,9 @@ def main():
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="the .keras artifact")
     parser.add_argument("--limit", type=int, default=200, help="images for (c) (default 200)")
     parser.add_argument("--keras-runs", type=int, default=40, help="images for (b) (default 40)")
-    parser.add_argument("--naive-runs", type=int, default=5, help="images for (a), each reloading the model (default 5)")
+    parser.add_argument(
+        "--naive-runs", type=int, default=5, help="images for (a), each reloading the model (default 5)"
+    )
     args = parser.parse_args()
 
     paths = sorted(p for p in Path(args.images).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[: args.limit]
@@ -92,10 +94,12 @@ def main():
     started = time.perf_counter()
     predictor = Predictor.load(args.model)
     print(f"Predictor.load (sha256 check, LiteRT + Keras load, warm-up): {time.perf_counter() - started:.2f} s")
-    p50_c = report("(c) Predictor.predict_proba per image (ours)", timed(lambda p: predictor.predict_proba([p]), images))
+    p50_c = report(
+        "(c) Predictor.predict_proba per image (ours)", timed(lambda p: predictor.predict_proba([p]), images)
+    )
 
     batch = 16
-    batches = [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)]
+    batches = [images[i : i + batch] for i in range(0, len(images) - batch + 1, batch)]
     if batches:
         per_scan = timed(predictor.predict_proba, batches) / batch
         report(f"(c) batched, {batch} scans per call (per scan)", per_scan)

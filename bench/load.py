@@ -62,8 +62,10 @@ def generated_images(n, size=224):
     """n distinct synthetic chest X-rays (PNG): each seed gives different noise and lungs."""
     from tests.support.images import chest_like_pixels, png_bytes
 
-    return [(f"generated-{i:04d}.png", png_bytes(chest_like_pixels(size=size, seed=i, bright_lungs=i % 2 == 1)))
-            for i in range(n)]
+    return [
+        (f"generated-{i:04d}.png", png_bytes(chest_like_pixels(size=size, seed=i, bright_lungs=i % 2 == 1)))
+        for i in range(n)
+    ]
 
 
 def folder_images(folder, n):
@@ -123,8 +125,10 @@ class Processes:
         self.running = []
 
     def start(self, name, command, env):
-        log = open(self.log_dir / f"{name}.log", "wb")
-        process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 (closed in stop())
+        process = subprocess.Popen(
+            command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.running.append((name, process, log))
         return process
 
@@ -171,21 +175,56 @@ def child_environment(args, work):
 
 def start_services(args, work, processes, environment):
     python = sys.executable
-    manage = subprocess.run([python, "manage.py", "migrate", "--noinput", "--verbosity", "0"], cwd=PROJECT, env=environment,
-                            capture_output=True, text=True, timeout=300)
+    manage = subprocess.run(
+        [python, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
+        cwd=PROJECT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if manage.returncode:
         raise RuntimeError(f"migrate failed:\n{manage.stderr[-3000:]}")
     port = free_port()
-    processes.start("gunicorn", [python, "-m", "gunicorn", "radiology.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                                 "--workers", str(args.web_workers), "--timeout", "120"], environment)
+    processes.start(
+        "gunicorn",
+        [
+            python,
+            "-m",
+            "gunicorn",
+            "radiology.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(args.web_workers),
+            "--timeout",
+            "120",
+        ],
+        environment,
+    )
     return f"http://127.0.0.1:{port}"
 
 
 def start_workers(args, processes, environment):
     for number in (1, 2):
-        processes.start(f"worker-{number}", [sys.executable, "-m", "celery", "-A", "radiology", "worker", "--pool=prefork",
-                                             "--concurrency=1", f"--hostname=bench-{number}@%h", "--without-gossip",
-                                             "--without-mingle", "--loglevel=INFO"], environment)
+        processes.start(
+            f"worker-{number}",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "radiology",
+                "worker",
+                "--pool=prefork",
+                "--concurrency=1",
+                f"--hostname=bench-{number}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel=INFO",
+            ],
+            environment,
+        )
 
 
 def wait_for_server(base_url, processes, timeout=90):
@@ -218,9 +257,23 @@ def wait_for_workers(expected, processes, timeout=180):
 
 
 def setup_django(environment):
-    os.environ.update({key: environment[key] for key in ("DJANGO_SETTINGS_MODULE", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS",
-                                                        "DATABASE_URL", "CELERY_BROKER_URL", "VAR_DIR", "MEDIA_ROOT", "LOG_LEVEL")
-                       if key in environment})
+    os.environ.update(
+        {
+            key: environment[key]
+            for key in (
+                "DJANGO_SETTINGS_MODULE",
+                "DEBUG",
+                "SECRET_KEY",
+                "ALLOWED_HOSTS",
+                "DATABASE_URL",
+                "CELERY_BROKER_URL",
+                "VAR_DIR",
+                "MEDIA_ROOT",
+                "LOG_LEVEL",
+            )
+            if key in environment
+        }
+    )
     import django
 
     django.setup()
@@ -244,15 +297,22 @@ def create_uploader_and_patients(run_id):
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    from radiology import actions
+    from radiology.actions import clinical, tokens
     from radiology.permissions import RADIOGRAPHER
 
     user = get_user_model().objects.create_user(f"bench-{run_id}", password=secrets.token_urlsafe(24))
     user.groups.add(Group.objects.get(name=RADIOGRAPHER))
-    token = actions.issue_api_token(None, user, replace=True).key
-    patients = [actions.create_patient(None, mrn=f"BENCH-{run_id}-{i:02d}", name=f"Bench Patient {i:02d}",
-                                       birth_date=datetime.date(2018, 1, 1 + i), sex="F" if i % 2 else "M")
-                for i in range(PATIENTS)]
+    token = tokens.issue_api_token(None, user, replace=True).key
+    patients = [
+        clinical.create_patient(
+            None,
+            mrn=f"BENCH-{run_id}-{i:02d}",
+            name=f"Bench Patient {i:02d}",
+            birth_date=datetime.date(2018, 1, 1 + i),
+            sex="F" if i % 2 else "M",
+        )
+        for i in range(PATIENTS)
+    ]
     return token, [patient.pk for patient in patients]
 
 
@@ -279,8 +339,12 @@ def upload_all(base_url, token, patient_ids, images, clients, deadline):
                 return record
             record.started, began = time.time(), time.perf_counter()
             try:
-                response = session().post(f"{base_url}/api/v1/scans/", data={"patient": patient_ids[index % len(patient_ids)]},
-                                          files={"image": (filename, data)}, timeout=120)
+                response = session().post(
+                    f"{base_url}/api/v1/scans/",
+                    data={"patient": patient_ids[index % len(patient_ids)]},
+                    files={"image": (filename, data)},
+                    timeout=120,
+                )
             except requests.RequestException as error:
                 record.error = f"{type(error).__name__}: {error}"
                 return record
@@ -330,11 +394,18 @@ def check_outcome(base_url, token, uploads, patient_ids, clients):
     accepted = [u for u in uploads if u.scan_id is not None]
     scan_ids = [u.scan_id for u in accepted]
     predictions = {p.scan_id: p for p in Prediction.objects.filter(scan_id__in=scan_ids)}
-    recorded = dict(AuditEvent.objects.filter(action="scan.predicted", object_type="Scan", object_id__in=[str(i) for i in scan_ids])
-                    .order_by().values("object_id").annotate(n=Count("pk")).values_list("object_id", "n"))
+    recorded = dict(
+        AuditEvent.objects.filter(action="scan.predicted", object_type="Scan", object_id__in=[str(i) for i in scan_ids])
+        .order_by()
+        .values("object_id")
+        .annotate(n=Count("pk"))
+        .values_list("object_id", "n")
+    )
 
     def api_prediction(scan_id):
-        response = requests.get(f"{base_url}/api/v1/scans/{scan_id}/", headers={"Authorization": f"Token {token}"}, timeout=60)
+        response = requests.get(
+            f"{base_url}/api/v1/scans/{scan_id}/", headers={"Authorization": f"Token {token}"}, timeout=60
+        )
         return response.status_code == 200 and response.json().get("prediction") is not None
 
     with ThreadPoolExecutor(max_workers=clients) as pool:
@@ -366,7 +437,9 @@ def percentile(values, fraction):
 
 def summary(uploads, predictions, upload_seconds, outcome, setup):
     latencies = [u.latency_s for u in uploads if u.scan_id is not None]
-    to_prediction = [predictions[u.scan_id].created_at.timestamp() - u.started for u in uploads if u.scan_id in predictions]
+    to_prediction = [
+        predictions[u.scan_id].created_at.timestamp() - u.started for u in uploads if u.scan_id in predictions
+    ]
     inference_ms = [p.inference_ms for p in predictions.values()]
     return {
         **setup,
@@ -382,33 +455,58 @@ def summary(uploads, predictions, upload_seconds, outcome, setup):
 
 
 def passed(result, n):
-    return (result["accepted"] == n and result["distinct_scans"] == n and result["scans_stored"] == n
-            and result["predicted"] == n and result["predicted_via_api"] == n
-            and result["lost"] == 0 and result["duplicated"] == 0 and result["reported_duplicate"] == 0)
+    return (
+        result["accepted"] == n
+        and result["distinct_scans"] == n
+        and result["scans_stored"] == n
+        and result["predicted"] == n
+        and result["predicted_via_api"] == n
+        and result["lost"] == 0
+        and result["duplicated"] == 0
+        and result["reported_duplicate"] == 0
+    )
 
 
 def print_result(result, ok):
     print("\nLoad bench result")
     for key, value in result.items():
         print(f"  {key:26} {value}")
-    print("PASS: every upload has exactly one prediction (0 lost, 0 duplicated)." if ok else "FAIL: see the counts above.")
+    print(
+        "PASS: every upload has exactly one prediction (0 lost, 0 duplicated)." if ok else "FAIL: see the counts above."
+    )
 
 
 # --- the run ------------------------------------------------------------------------------
 
 
 def parse_arguments(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=500, help="uploads (default 500)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent upload clients (threads; default 8)")
     parser.add_argument("--images", type=Path, help="a folder of X-rays to upload (default: generated ones)")
-    parser.add_argument("--model", type=Path, help="a model artifact (.keras) to register and activate (default: the bundled model)")
-    parser.add_argument("--timeout", type=float, default=1200, help="seconds for the whole run, uploads and predictions (default 1200)")
-    parser.add_argument("--server", help="use the server already running at this loopback URL (and its workers) instead of starting them")
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/pneumoscan_bench",
-                        help="without --server: the bench's own database, dropped and created again (default %(default)s); "
-                             "with --server: the running server's database, where it adds a user, patients and scans")
-    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/13", help="the Redis database for its tasks (default %(default)s)")
+    parser.add_argument(
+        "--model", type=Path, help="a model artifact (.keras) to register and activate (default: the bundled model)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=1200, help="seconds for the whole run, uploads and predictions (default 1200)"
+    )
+    parser.add_argument(
+        "--server",
+        help="use the server already running at this loopback URL (and its workers) instead of starting them",
+    )
+    parser.add_argument(
+        "--database-url",
+        default="postgres://postgres@127.0.0.1:5432/pneumoscan_bench",
+        help="without --server: the bench's own database, dropped and created again (default %(default)s); "
+        "with --server: the running server's database, where it adds a user, patients and scans",
+    )
+    parser.add_argument(
+        "--broker-url",
+        default="redis://127.0.0.1:6379/13",
+        help="the Redis database for its tasks (default %(default)s)",
+    )
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
     parser.add_argument("--json", type=Path, help="also write the result to this file")
     parser.add_argument("--keep", action="store_true", help="keep the database and media folder for inspection")
@@ -433,7 +531,10 @@ def main(argv=None):
     try:
         environment = child_environment(args, work)
         if owns_services:
-            print(f"Fresh database {urlsplit(args.database_url).path.lstrip('/')}, empty Redis {args.broker_url}", flush=True)
+            print(
+                f"Fresh database {urlsplit(args.database_url).path.lstrip('/')}, empty Redis {args.broker_url}",
+                flush=True,
+            )
             recreate_database(args.database_url)
             import redis
 
@@ -457,15 +558,29 @@ def main(argv=None):
         print(f"{len(scan_ids)} uploads accepted in {upload_seconds:.1f}s; waiting for predictions...", flush=True)
         wait_for_predictions(scan_ids, deadline, processes)
         outcome, predictions = check_outcome(base_url, token, uploads, patient_ids, args.clients)
-        setup = {"n": args.n, "clients": args.clients, "web_workers": args.web_workers if owns_services else "external",
-                 "celery_workers": 2 if owns_services else "external", "model_version": model_version,
-                 "images": str(args.images) if args.images else "generated 224x224 PNG"}
+        setup = {
+            "n": args.n,
+            "clients": args.clients,
+            "web_workers": args.web_workers if owns_services else "external",
+            "celery_workers": 2 if owns_services else "external",
+            "model_version": model_version,
+            "images": str(args.images) if args.images else "generated 224x224 PNG",
+        }
         result = summary(uploads, predictions, upload_seconds, outcome, setup)
         ok = passed(result, args.n)
         print_result(result, ok)
         if args.json:
-            args.json.write_text(json.dumps({"passed": ok, **result, "slowest_uploads": [asdict(u) for u in
-                                             sorted(uploads, key=lambda u: -u.latency_s)[:3]]}, indent=2, default=str))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "passed": ok,
+                        **result,
+                        "slowest_uploads": [asdict(u) for u in sorted(uploads, key=lambda u: -u.latency_s)[:3]],
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
         return 0 if ok else 1
     except RuntimeError as error:
         print(f"Bench stopped: {error}", file=sys.stderr)

@@ -70,10 +70,8 @@ def save_artifact(model, keras_path, metadata, test_time_zooms=(1.0,)):
     metadata = {
         "format_version": FORMAT_VERSION,
         **metadata,
-        "preprocessing": preprocessing_spec(
-            metadata["input_size"], metadata["backbone"], test_time_zooms
-        ),
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "preprocessing": preprocessing_spec(metadata["input_size"], metadata["backbone"], test_time_zooms),
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
         "sha256": sha256_file(keras_path),
@@ -103,8 +101,7 @@ def verified_metadata(keras_path):
     metadata = read_metadata(keras_path)
     if metadata.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(
-            f"{keras_path}: metadata format {metadata.get('format_version')!r}, "
-            f"this code reads format {FORMAT_VERSION}"
+            f"{keras_path}: metadata format {metadata.get('format_version')!r}, this code reads format {FORMAT_VERSION}"
         )
     for path, key in ((keras_path, "sha256"), (tflite_path(keras_path), "tflite_sha256")):
         if not path.is_file():
@@ -116,13 +113,10 @@ def verified_metadata(keras_path):
                 f"metadata expects {metadata.get(key)}; refusing to load it"
             )
     recorded = metadata.get("preprocessing") or {}
-    expected = preprocessing_spec(
-        metadata["input_size"], metadata["backbone"], recorded.get("test_time_zooms", [1.0])
-    )
+    expected = preprocessing_spec(metadata["input_size"], metadata["backbone"], recorded.get("test_time_zooms", [1.0]))
     if recorded != expected:
         raise ArtifactError(
-            f"{keras_path} was trained with preprocessing {metadata.get('preprocessing')}, "
-            f"this code does {expected}"
+            f"{keras_path} was trained with preprocessing {metadata.get('preprocessing')}, this code does {expected}"
         )
     return metadata
 

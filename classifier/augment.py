@@ -34,9 +34,7 @@ def random_geometry(gray, rng):
     matrix[:, :2] *= np.array([[zoom * aspect], [zoom / aspect]])
     matrix[:, 2] += (size / 2) - matrix[:, :2] @ np.array([size / 2, size / 2])
     matrix[:, 2] += rng.uniform(-MAX_SHIFT_FRACTION, MAX_SHIFT_FRACTION, size=2) * size
-    return cv2.warpAffine(
-        gray, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    return cv2.warpAffine(gray, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def random_exposure(gray, rng):
@@ -60,8 +58,14 @@ def random_marker(gray, rng):
     x = rng.uniform(0.02, 0.2) if rng.random() < 0.5 else rng.uniform(0.72, 0.88)
     origin = (int(x * size), int(rng.uniform(0.1, 0.97) * size))
     cv2.putText(
-        marked, str(rng.choice(MARKER_TEXTS)), origin, cv2.FONT_HERSHEY_SIMPLEX, scale,
-        int(rng.uniform(170, 255)), thickness=max(1, round(2 * scale)), lineType=cv2.LINE_AA,
+        marked,
+        str(rng.choice(MARKER_TEXTS)),
+        origin,
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        int(rng.uniform(170, 255)),
+        thickness=max(1, round(2 * scale)),
+        lineType=cv2.LINE_AA,
     )
     return marked
 

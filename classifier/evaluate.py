@@ -26,7 +26,7 @@ def score_images(predictor, images, log=None):
     """-> (images, labels, scores) for a list of `data.LabeledImage`."""
     scores = []
     for start in range(0, len(images), BATCH_SIZE):
-        chunk = images[start:start + BATCH_SIZE]
+        chunk = images[start : start + BATCH_SIZE]
         scores.append(predictor.predict_proba([data.read_image(image.path) for image in chunk]))
         if log:
             log(f"  scored {start + len(chunk)}/{len(images)} images")
@@ -75,14 +75,17 @@ def write_overlays(predictor, images, labels, scores, plots_dir, count=OVERLAYS)
 
 def format_table(metrics):
     """A two-column text table of the metrics, for the console."""
+
     def show(value):
         if value is None:
             return "n/a"
         return f"{value:.4f}" if isinstance(value, float) else str(value)
 
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
-    rows = [(key, show(metrics[key])) for key in
-            ("n", "auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "threshold")]
+    rows = [
+        (key, show(metrics[key]))
+        for key in ("n", "auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "threshold")
+    ]
     rows.append(("confusion_matrix", f"tn={tn} fp={fp} fn={fn} tp={tp}"))
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)

@@ -68,10 +68,9 @@ class Predictor:
 
     def preprocess(self, images):
         """-> (len(images) * views, size, size, 3): each scan's test-time views in a row."""
-        return np.concatenate([
-            preprocess_views(pixels, self.input_size, self.backbone, self.test_time_zooms)
-            for pixels in images
-        ])
+        return np.concatenate(
+            [preprocess_views(pixels, self.input_size, self.backbone, self.test_time_zooms) for pixels in images]
+        )
 
     def predict_proba(self, images):
         """Decoded pixel arrays -> pneumonia probabilities, float array of len(images).
@@ -94,7 +93,7 @@ class Predictor:
         probabilities = np.empty(len(batch), dtype=np.float32)
         with self._lock:
             for i in range(len(batch)):
-                self._interpreter.set_tensor(self._input_index, batch[i:i + 1])
+                self._interpreter.set_tensor(self._input_index, batch[i : i + 1])
                 self._interpreter.invoke()
                 probabilities[i] = self._interpreter.get_tensor(self._output_index).reshape(-1)[0]
         return probabilities

@@ -10,8 +10,15 @@ import io
 import numpy as np
 
 METRIC_KEYS = (
-    "n", "auc", "accuracy", "sensitivity", "specificity", "precision", "f1",
-    "threshold", "confusion_matrix",
+    "n",
+    "auc",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "f1",
+    "threshold",
+    "confusion_matrix",
 )
 
 
@@ -54,7 +61,7 @@ def roc_auc(y_true, y_score):
     ranks = np.empty(y_score.size, dtype=float)
     _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
     for start, count in zip(first, counts):
-        ranks[order[start:start + count]] = start + (count + 1) / 2.0
+        ranks[order[start : start + count]] = start + (count + 1) / 2.0
     u = ranks[y_true == 1].sum() - n_positive * (n_positive + 1) / 2.0
     return float(u / (n_positive * n_negative))
 
@@ -121,15 +128,22 @@ def roc_curve_png(y_true, y_score, threshold=None, title="ROC curve"):
         if threshold is not None:
             point = binary_metrics(y_true, y_score, threshold)
             axes.plot(
-                1 - point["specificity"], point["sensitivity"], "o", color="tab:red",
+                1 - point["specificity"],
+                point["sensitivity"],
+                "o",
+                color="tab:red",
                 label=f"threshold {threshold:.3f}",
             )
         axes.legend(loc="lower right")
     else:
         axes.text(0.5, 0.5, "needs both classes", ha="center", va="center")
-    axes.set(xlim=(0, 1), ylim=(0, 1.01), title=title,
-             xlabel="1 - specificity (false positive rate)",
-             ylabel="sensitivity (true positive rate)")
+    axes.set(
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title=title,
+        xlabel="1 - specificity (false positive rate)",
+        ylabel="sensitivity (true positive rate)",
+    )
     return _figure_png(figure)
 
 
@@ -147,6 +161,5 @@ def confusion_matrix_png(matrix, title="Confusion matrix"):
     axes.set(xlabel="predicted", ylabel="actual", title=title)
     for (row, column), count in np.ndenumerate(counts):
         dark = count > counts.max() / 2
-        axes.text(column, row, str(count), ha="center", va="center",
-                  color="white" if dark else "black", fontsize=14)
+        axes.text(column, row, str(count), ha="center", va="center", color="white" if dark else "black", fontsize=14)
     return _figure_png(figure)

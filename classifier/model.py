@@ -16,9 +16,7 @@ BACKBONES = {
 }
 
 
-def build_model(
-    backbone="mobilenet_v2", alpha=DEFAULT_ALPHA, weights=None, input_size=224, dropout=0.3
-):
+def build_model(backbone="mobilenet_v2", alpha=DEFAULT_ALPHA, weights=None, input_size=224, dropout=0.3):
     """-> (model, backbone_layers).
 
     `weights` is None (random), "imagenet" (downloaded; needs internet), a Keras

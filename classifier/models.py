@@ -20,7 +20,9 @@ class ModelVersion(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model_version"),
+            models.UniqueConstraint(
+                fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model_version"
+            ),
         ]
         permissions = [("activate_modelversion", "Can activate a model version")]
 

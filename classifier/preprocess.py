@@ -46,9 +46,7 @@ def to_grayscale(pixels):
     elif pixels.ndim == 2:
         gray = pixels.astype(np.float32)
     else:
-        raise ImageError(
-            f"expected a 2-D grayscale or HxWx3/HxWx4 colour image, got shape {pixels.shape}"
-        )
+        raise ImageError(f"expected a 2-D grayscale or HxWx3/HxWx4 colour image, got shape {pixels.shape}")
     if gray.shape[0] < 2 or gray.shape[1] < 2:
         raise ImageError(f"image is too small: {gray.shape[1]}x{gray.shape[0]} pixels")
     if not np.isfinite(gray).all():
@@ -125,9 +123,7 @@ def zoomed(gray, zoom):
         return gray
     size = gray.shape[0]
     matrix = cv2.getRotationMatrix2D((size / 2, size / 2), 0, zoom)
-    return cv2.warpAffine(
-        gray, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    return cv2.warpAffine(gray, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def preprocess_image(pixels, size=224, backbone="mobilenet_v2", zoom=1.0):

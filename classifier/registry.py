@@ -45,8 +45,7 @@ def register_model(path, activate=False):
         existing = ModelVersion.objects.filter(version=metadata["version"]).first()
         if existing and existing.sha256 != metadata["sha256"]:
             raise artifact.ArtifactError(
-                f"model version {metadata['version']} is already registered with other "
-                f"files (sha256 {existing.sha256})"
+                f"model version {metadata['version']} is already registered with other files (sha256 {existing.sha256})"
             )
         model_version = existing or ModelVersion.objects.create(
             version=metadata["version"],

@@ -18,7 +18,11 @@ from classifier.evaluate import score_images
 from classifier.inference import Predictor
 from classifier.metrics import binary_metrics
 from classifier.model import (
-    DEFAULT_ALPHA, build_model, freeze_backbone, gradcam_layer_name, unfreeze_top,
+    DEFAULT_ALPHA,
+    build_model,
+    freeze_backbone,
+    gradcam_layer_name,
+    unfreeze_top,
 )
 from classifier.preprocess import equalize, preprocess_views, resized_grayscale, to_model_input
 from classifier.threshold import DEFAULT_RULE, choose_threshold
@@ -57,6 +61,7 @@ def default_version(config):
 
 # --- data -------------------------------------------------------------------------------
 
+
 def load_grayscale(images, size, log, what):
     """Decodes and squashes every image once: (n, size, size) uint8, before CLAHE."""
     gray = np.empty((len(images), size, size), dtype=np.uint8)
@@ -92,11 +97,10 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        chosen = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        batch = np.stack([
-            to_model_input(equalize(augment_grayscale(self.gray[i], rng)), self.backbone)
-            for i in chosen
-        ])
+        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        batch = np.stack(
+            [to_model_input(equalize(augment_grayscale(self.gray[i], rng)), self.backbone) for i in chosen]
+        )
         return batch, self.labels[chosen]
 
     def on_epoch_end(self):
@@ -122,9 +126,17 @@ def write_split_folder(images, folder):
 
 # --- training ---------------------------------------------------------------------------
 
+
 def fit_phase(
-    model, train_batches, validation, weights, learning_rate, epochs, patience,
-    log_csv=None, verbose=2,
+    model,
+    train_batches,
+    validation,
+    weights,
+    learning_rate,
+    epochs,
+    patience,
+    log_csv=None,
+    verbose=2,
 ):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -132,15 +144,17 @@ def fit_phase(
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
     )
     callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_auc", mode="max", patience=patience, restore_best_weights=True
-        ),
+        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=patience, restore_best_weights=True),
     ]
     if log_csv:
         callbacks.append(keras.callbacks.CSVLogger(str(log_csv), append=True))
     history = model.fit(
-        train_batches, validation_data=validation, epochs=epochs, class_weight=weights,
-        callbacks=callbacks, verbose=verbose,
+        train_batches,
+        validation_data=validation,
+        epochs=epochs,
+        class_weight=weights,
+        callbacks=callbacks,
+        verbose=verbose,
     )
     return {key: [float(v) for v in values] for key, values in history.history.items()}
 
@@ -154,9 +168,7 @@ def split_data(config, log=print):
     config.run_dir = config.run_dir or str(Path("training-runs") / config.version)
     log(f"reading {config.data_dir}")
     images = data.list_labeled_images(config.data_dir)
-    train_images, validation_images = data.split_by_patient(
-        images, config.validation_fraction, config.seed
-    )
+    train_images, validation_images = data.split_by_patient(images, config.validation_fraction, config.seed)
     split = {"train": data.summarize(train_images), "validation": data.summarize(validation_images)}
     log(f"split by patient: train {split['train']}, validation {split['validation']}")
     write_split_folder(validation_images, Path(config.run_dir) / "validation-split")
@@ -183,23 +195,37 @@ def train(config, log=print):
     weights = class_weights(train_labels)
     log(f"class weights {weights}")
 
-    model, backbone_layers = build_model(
-        config.backbone, config.alpha, config.weights, size, config.dropout
-    )
+    model, backbone_layers = build_model(config.backbone, config.alpha, config.weights, size, config.dropout)
     log_csv = run_dir / "history.csv"
 
     log(f"phase 1: head only, {config.head_epochs} epochs at lr {config.head_learning_rate}")
     freeze_backbone(backbone_layers)
-    history = {"head": fit_phase(
-        model, batches, validation, weights, config.head_learning_rate,
-        config.head_epochs, config.patience, log_csv,
-    )}
-    log(f"phase 2: top {config.finetune_layers} backbone layers (BatchNorm frozen), "
-        f"up to {config.finetune_epochs} epochs at lr {config.finetune_learning_rate}")
+    history = {
+        "head": fit_phase(
+            model,
+            batches,
+            validation,
+            weights,
+            config.head_learning_rate,
+            config.head_epochs,
+            config.patience,
+            log_csv,
+        )
+    }
+    log(
+        f"phase 2: top {config.finetune_layers} backbone layers (BatchNorm frozen), "
+        f"up to {config.finetune_epochs} epochs at lr {config.finetune_learning_rate}"
+    )
     unfreeze_top(backbone_layers, config.finetune_layers)
     history["finetune"] = fit_phase(
-        model, batches, validation, weights, config.finetune_learning_rate,
-        config.finetune_epochs, config.patience, log_csv,
+        model,
+        batches,
+        validation,
+        weights,
+        config.finetune_learning_rate,
+        config.finetune_epochs,
+        config.patience,
+        log_csv,
     )
 
     metadata = {
@@ -219,15 +245,20 @@ def calibrate_and_save(model, config, validation_images, metadata, log=print):
     """
     size, zooms = config.input_size, config.test_time_zooms
     keras_path = Path(config.out_dir) / f"{config.name}.keras"
-    metadata = artifact.save_artifact(model, keras_path, {
-        **metadata,
-        "version": config.version,
-        "backbone": config.backbone,
-        "alpha": config.alpha,
-        "input_size": size,
-        "gradcam_layer": gradcam_layer_name(config.backbone),
-        "threshold": None,  # chosen below from the saved model's own scores
-    }, test_time_zooms=zooms)
+    metadata = artifact.save_artifact(
+        model,
+        keras_path,
+        {
+            **metadata,
+            "version": config.version,
+            "backbone": config.backbone,
+            "alpha": config.alpha,
+            "input_size": size,
+            "gradcam_layer": gradcam_layer_name(config.backbone),
+            "threshold": None,  # chosen below from the saved model's own scores
+        },
+        test_time_zooms=zooms,
+    )
     predictor = Predictor.load(keras_path)
     _, validation_labels, validation_scores = score_images(predictor, validation_images)
     if config.calibration_dir:

@@ -55,7 +55,9 @@ def reviewed_outcomes(model_version=None, start=None, end=None) -> list[Reviewed
     latest_review = Review.objects.filter(scan=OuterRef("pk")).order_by("-created_at", "-pk")
     scans = (
         Scan.objects.filter(prediction__isnull=False, reviews__isnull=False)
-        .annotate(final_label=Subquery(latest_review.values("final_label")[:1]), first_reviewed_at=Min("reviews__created_at"))
+        .annotate(
+            final_label=Subquery(latest_review.values("final_label")[:1]), first_reviewed_at=Min("reviews__created_at")
+        )
         .select_related("prediction", "prediction__model_version")
         .order_by("uploaded_at", "pk")
     )
@@ -116,11 +118,13 @@ def weekly_trend(outcomes):
     trend = []
     for monday, week in sorted(weeks.items()):
         metrics = metrics_for(week)
-        trend.append({
-            "week_start": monday.isoformat(),
-            **{key: metrics[key] for key in ("n", "accuracy", "sensitivity", "specificity", "auc")},
-            "override_rate": sum(o.actual != o.predicted for o in week) / len(week),
-        })
+        trend.append(
+            {
+                "week_start": monday.isoformat(),
+                **{key: metrics[key] for key in ("n", "accuracy", "sensitivity", "specificity", "auc")},
+                "override_rate": sum(o.actual != o.predicted for o in week) / len(week),
+            }
+        )
     return trend
 
 

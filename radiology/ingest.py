@@ -4,6 +4,7 @@ The format is told by the file's content, never by its name. The same decoding s
 (validation) and the worker (prediction), so what was accepted is exactly what is predicted.
 """
 
+import contextlib
 import hashlib
 import io
 import warnings
@@ -103,8 +104,10 @@ def check_pixel_count(width, height):
     if width <= 0 or height <= 0:
         raise RejectedUpload("The image has no pixels.")
     if min(width, height) < MIN_IMAGE_SIDE:
-        raise RejectedUpload(f"The image is {width}x{height} pixels: too small for a chest X-ray "
-                             f"(at least {MIN_IMAGE_SIDE} pixels a side).")
+        raise RejectedUpload(
+            f"The image is {width}x{height} pixels: too small for a chest X-ray "
+            f"(at least {MIN_IMAGE_SIDE} pixels a side)."
+        )
     if width * height > settings.MAX_IMAGE_PIXELS:
         raise RejectedUpload(
             f"The image is {width}x{height} pixels, more than the {settings.MAX_IMAGE_PIXELS:,} pixel limit."
@@ -159,7 +162,9 @@ def dicom_pixels(dataset) -> np.ndarray:
     syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
     encoding = f"{syntax.name} ({syntax})" if syntax is not None else "an unstated transfer syntax"
     if syntax is not None and not has_pixel_decoder(syntax):
-        raise RejectedUpload(f"The DICOM pixel data is compressed as {encoding}, which this installation cannot decode.")
+        raise RejectedUpload(
+            f"The DICOM pixel data is compressed as {encoding}, which this installation cannot decode."
+        )
     # Only the first frame is decoded (it is the radiograph): a many-frame file cannot fill memory.
     dataset.pixel_array_options(index=0 if frames > 1 else None)
     try:
@@ -190,10 +195,8 @@ def dicom_patient(dataset) -> dict:
         patient["name"] = " ".join(reversed([p for p in str(dataset.PatientName).split("^")[:2] if p])).strip()
     birth = str(dataset.get("PatientBirthDate", "") or "")
     if len(birth) == 8 and birth.isdigit():
-        try:
+        with contextlib.suppress(ValueError):
             patient["birth_date"] = date(int(birth[:4]), int(birth[4:6]), int(birth[6:]))
-        except ValueError:
-            pass
     sex = str(dataset.get("PatientSex", "") or "").strip().upper()
     if sex in ("M", "F", "O"):
         patient["sex"] = sex

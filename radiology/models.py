@@ -26,8 +26,13 @@ class Patient(models.Model):
         FEMALE = "F", "Female"
         OTHER = "O", "Other"
 
-    mrn = models.CharField("MRN", max_length=64, unique=True, help_text="Medical record number.",
-                           error_messages={"unique": "A patient with this MRN already exists."})
+    mrn = models.CharField(
+        "MRN",
+        max_length=64,
+        unique=True,
+        help_text="Medical record number.",
+        error_messages={"unique": "A patient with this MRN already exists."},
+    )
     name = models.CharField(max_length=200)
     birth_date = models.DateField()
     sex = models.CharField(max_length=1, choices=Sex.choices)
@@ -124,7 +129,9 @@ class Review(models.Model):
     decision = models.CharField(max_length=10, choices=Decision.choices)
     final_label = models.CharField(max_length=10, choices=Label.choices)
     note = models.TextField(blank=True)
-    supersedes = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by")
+    supersedes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -135,7 +142,9 @@ class Review(models.Model):
 
 
 class AuditEvent(models.Model):
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     action = models.CharField(max_length=64, db_index=True)
     object_type = models.CharField(max_length=64)
     object_id = models.CharField(max_length=64, blank=True)

@@ -32,12 +32,27 @@ ACTIONS = {
 ROLE_ACTIONS = {
     RADIOGRAPHER: ["manage_patients", "view_patients", "upload_scans", "view_scan_status", "view_scan_images"],
     DOCTOR: ["view_patients", "view_scan_images", "view_heatmaps", "review_scans", "view_patient_history"],
-    ADMIN: ["view_dashboard", "requeue_scans", "view_scan_status", "view_model_versions", "activate_model_versions", "manage_users", "manage_tokens"],
+    ADMIN: [
+        "view_dashboard",
+        "requeue_scans",
+        "view_scan_status",
+        "view_model_versions",
+        "activate_model_versions",
+        "manage_users",
+        "manage_tokens",
+    ],
 }
 
 # Django permissions each role's group holds (the admin also manages users in Django's admin).
 ROLE_EXTRA_PERMISSIONS = {
-    ADMIN: ["auth.add_user", "auth.view_user", "auth.view_group", "authtoken.add_token", "authtoken.view_token", "authtoken.delete_token"],
+    ADMIN: [
+        "auth.add_user",
+        "auth.view_user",
+        "auth.view_group",
+        "authtoken.add_token",
+        "authtoken.view_token",
+        "authtoken.delete_token",
+    ],
 }
 
 

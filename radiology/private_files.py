@@ -8,12 +8,16 @@ import numpy as np
 from django.http import FileResponse, Http404, HttpResponse
 from PIL import Image
 
-from radiology import actions
+from radiology.actions import audit
 from radiology.ingest import RejectedUpload, decode_upload
 from radiology.models import Scan
 
 PRIVATE = "private, no-store"  # patient images stay out of shared and browser caches
-STORED_CONTENT_TYPES = {Scan.Format.PNG: "image/png", Scan.Format.JPEG: "image/jpeg", Scan.Format.DICOM: "application/dicom"}
+STORED_CONTENT_TYPES = {
+    Scan.Format.PNG: "image/png",
+    Scan.Format.JPEG: "image/jpeg",
+    Scan.Format.DICOM: "application/dicom",
+}
 
 
 def open_stored(field_file):
@@ -30,13 +34,18 @@ def private(response):
 
 def audited(request, scan, what, response):
     # Recorded once the file is ready to send: a file that cannot be served was not seen.
-    actions.audit(request.user, f"scan.{what}_viewed", scan, after={"patient": scan.patient_id})
+    audit.audit(request.user, f"scan.{what}_viewed", scan, after={"patient": scan.patient_id})
     return private(response)
 
 
 def stored_image_response(request, scan):
     """The upload as stored (DICOM as `application/dicom`)."""
-    return audited(request, scan, "image", FileResponse(open_stored(scan.image), content_type=STORED_CONTENT_TYPES[scan.image_format]))
+    return audited(
+        request,
+        scan,
+        "image",
+        FileResponse(open_stored(scan.image), content_type=STORED_CONTENT_TYPES[scan.image_format]),
+    )
 
 
 def viewable_image_response(request, scan):
@@ -54,4 +63,6 @@ def viewable_image_response(request, scan):
 
 
 def heatmap_response(request, scan):
-    return audited(request, scan, "heatmap", FileResponse(open_stored(scan.prediction.heatmap), content_type="image/png"))
+    return audited(
+        request, scan, "heatmap", FileResponse(open_stored(scan.prediction.heatmap), content_type="image/png")
+    )

@@ -33,7 +33,7 @@ SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
-    SECRET_KEY = "insecure-development-key-only-used-with-debug-on"
+    SECRET_KEY = "insecure-development-key-only-used-with-debug-on"  # noqa: S105 (development only, refused without DEBUG)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -177,7 +177,9 @@ REQUEUE_STALE_AFTER_SECONDS = env_int("REQUEUE_STALE_AFTER_SECONDS", 120)
 PREDICTION_BATCH_SIZE = env_int("PREDICTION_BATCH_SIZE", 8)
 
 # The model shipped with the product; `make run` registers and activates it.
-CLASSIFIER_MODEL_PATH = Path(env_str("CLASSIFIER_MODEL_PATH", str(BASE_DIR / "classifier" / "bundled" / "pneumonia.keras")))
+CLASSIFIER_MODEL_PATH = Path(
+    env_str("CLASSIFIER_MODEL_PATH", str(BASE_DIR / "classifier" / "bundled" / "pneumonia.keras"))
+)
 
 # Celery: Redis in production; a filesystem broker (no server) by default.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

@@ -4,7 +4,7 @@ Failed attempts record the username that was tried (never the password) and the 
 so a run of guesses against one account shows in the trail even when the account does not exist.
 """
 
-from radiology.actions import audit
+from radiology.actions.audit import audit
 
 
 def client_address(request):
@@ -22,4 +22,9 @@ def audit_logout(sender, request, user, **kwargs):
 
 def audit_login_failed(sender, credentials, request=None, **kwargs):
     # Django has already masked secrets in `credentials`; only the username is kept.
-    audit(None, "auth.login_failed", None, after={"username": str(credentials.get("username", ""))[:150], "ip": client_address(request)})
+    audit(
+        None,
+        "auth.login_failed",
+        None,
+        after={"username": str(credentials.get("username", ""))[:150], "ip": client_address(request)},
+    )

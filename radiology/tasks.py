@@ -11,7 +11,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
-from radiology import actions
+from radiology.actions import pipeline
 from radiology.ingest import RejectedUpload, decode_upload
 from radiology.models import Scan
 
@@ -40,7 +40,9 @@ def active_predictor():
     try:
         return version, get_predictor(version)
     except (ArtifactError, OSError, ValueError) as error:
-        raise ModelUnavailable(f"Model {version.version} cannot be loaded from {version.artifact_path}: {error}") from error
+        raise ModelUnavailable(
+            f"Model {version.version} cannot be loaded from {version.artifact_path}: {error}"
+        ) from error
 
 
 @worker_process_init.connect
@@ -60,11 +62,13 @@ def load_model_in_worker(**kwargs):
 def predict_scan(self, scan_id):
     scans = []
     try:
-        scans = actions.claim_scans_for_prediction(scan_id, settings.PREDICTION_BATCH_SIZE)
+        scans = pipeline.claim_scans_for_prediction(scan_id, settings.PREDICTION_BATCH_SIZE)
         if not scans:
             return "already predicted"
         version, predictor = active_predictor()
-        readable = [(scan, pixels) for scan, pixels in ((scan, stored_pixels(scan)) for scan in scans) if pixels is not None]
+        readable = [
+            (scan, pixels) for scan, pixels in ((scan, stored_pixels(scan)) for scan in scans) if pixels is not None
+        ]
         predicted = predict_and_record(predictor, version, readable) if readable else []
         if len(scans) > 1:
             log.info("Scan %s: predicted %d scans waiting together", scan_id, len(predicted))
@@ -75,7 +79,7 @@ def predict_scan(self, scan_id):
     except ModelUnavailable as error:
         log.error("MODEL UNAVAILABLE for scan %s: %s", scan_id, error)
         for scan in scans:
-            actions.mark_scan_failed(scan.pk, str(error))
+            pipeline.mark_scan_failed(scan.pk, str(error))
         return "failed"
     except TRANSIENT_ERRORS as error:
         close_old_connections()
@@ -83,7 +87,7 @@ def predict_scan(self, scan_id):
             log.error("Scan %s failed after %s retries: %s", scan_id, MAX_RETRIES, error)
             mark_failed_when_possible(scan_id, f"Failed after {MAX_RETRIES} retries: {error}")
             return "failed"
-        raise self.retry(exc=error, countdown=min(2 ** self.request.retries, 60))
+        raise self.retry(exc=error, countdown=min(2**self.request.retries, 60)) from error
 
 
 def stored_pixels(scan):
@@ -92,7 +96,7 @@ def stored_pixels(scan):
         with scan.image.open("rb") as stored:
             return decode_upload(stored.read()).pixels
     except (RejectedUpload, FileNotFoundError) as error:
-        actions.mark_scan_failed(scan.pk, f"The stored image cannot be read: {error}")
+        pipeline.mark_scan_failed(scan.pk, f"The stored image cannot be read: {error}")
         return None
 
 
@@ -113,10 +117,10 @@ def predict_and_record(predictor, version, batch) -> list[int]:
             return [scan_id for item in batch for scan_id in predict_and_record(predictor, version, [item])]
         scan, _ = batch[0]
         log.exception("The model could not process scan %s", scan.pk)
-        actions.mark_scan_failed(scan.pk, f"The model could not process this image: {error}")
+        pipeline.mark_scan_failed(scan.pk, f"The model could not process this image: {error}")
         return []
     for (scan, _), probability, heatmap_png in zip(batch, probabilities, heatmaps):
-        actions.record_prediction(scan.pk, version, float(probability), heatmap_png, inference_ms)
+        pipeline.record_prediction(scan.pk, version, float(probability), heatmap_png, inference_ms)
     return [scan.pk for scan, _ in batch]
 
 
@@ -128,7 +132,7 @@ def heatmap_png_for(predictor, pixels) -> bytes:
 
 def mark_failed_when_possible(scan_id, reason):
     try:
-        actions.mark_scan_failed(scan_id, reason)
+        pipeline.mark_scan_failed(scan_id, reason)
     except TRANSIENT_ERRORS:
         log.exception("Could not mark scan %s failed; the stale-scan sweep will re-queue it", scan_id)
 
@@ -138,13 +142,15 @@ def requeue_stale_scans():
     """Send again what the queue lost: scans never sent (the broker was down at upload), scans sent
     long ago that never ran, and scans a worker claimed and abandoned (killed past every retry)."""
     now = timezone.now()
-    never_sent = Q(enqueued_at__isnull=True, uploaded_at__lte=now - timedelta(seconds=settings.REQUEUE_STALE_AFTER_SECONDS))
+    never_sent = Q(
+        enqueued_at__isnull=True, uploaded_at__lte=now - timedelta(seconds=settings.REQUEUE_STALE_AFTER_SECONDS)
+    )
     lost = Q(enqueued_at__lte=now - LOST_MESSAGE_AFTER)
     queued = Scan.objects.filter(status=Scan.Status.QUEUED).filter(never_sent | lost)
     abandoned_before = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
     abandoned = Scan.objects.filter(status=Scan.Status.PROCESSING, processing_since__lte=abandoned_before)
-    sent = [scan_id for scan_id in queued.values_list("pk", flat=True) if actions.enqueue_prediction(scan_id)]
-    sent += [scan_id for scan_id in abandoned.values_list("pk", flat=True) if actions.enqueue_prediction(scan_id)]
+    sent = [scan_id for scan_id in queued.values_list("pk", flat=True) if pipeline.enqueue_prediction(scan_id)]
+    sent += [scan_id for scan_id in abandoned.values_list("pk", flat=True) if pipeline.enqueue_prediction(scan_id)]
     if sent:
         log.info("Re-queued %d stale scans: %s", len(sent), sent)
     return sent

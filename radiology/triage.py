@@ -24,5 +24,7 @@ def review_queue(now=None):
             overdue_rank=Case(overdue, default=Value(1), output_field=IntegerField()),
             overdue_since=Case(When(uploaded_at__lte=overdue_before, then=F("uploaded_at")), default=None),
         )
-        .order_by("overdue_rank", F("overdue_since").asc(nulls_last=True), "-prediction__probability", "uploaded_at", "pk")
+        .order_by(
+            "overdue_rank", F("overdue_since").asc(nulls_last=True), "-prediction__probability", "uploaded_at", "pk"
+        )
     )

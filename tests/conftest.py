@@ -20,7 +20,7 @@ def fresh_cache():
     from django.core.cache import cache
 
     cache.clear()
-    yield
+    return
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from radiology import actions
+from radiology.actions import clinical, pipeline
 from radiology.ingest import RejectedUpload
 from radiology.models import AuditEvent, Prediction, Review, Scan
 from tests.factories import ModelVersionFactory, PredictionFactory
@@ -14,11 +14,13 @@ def stored_files(media_root):
     return [p for p in media_root.rglob("*") if p.is_file()] if media_root.exists() else []
 
 
-def test_upload_stores_scan_audits_and_enqueues_on_commit(radiographer, patient, media_root, django_capture_on_commit_callbacks, monkeypatch):
+def test_upload_stores_scan_audits_and_enqueues_on_commit(
+    radiographer, patient, media_root, django_capture_on_commit_callbacks, monkeypatch
+):
     sent = []
-    monkeypatch.setattr(actions, "enqueue_prediction", sent.append)
+    monkeypatch.setattr(clinical, "enqueue_prediction", sent.append)
     with django_capture_on_commit_callbacks(execute=True):
-        result = actions.upload_scan(radiographer, patient, "chest.png", png_bytes())
+        result = clinical.upload_scan(radiographer, patient, "chest.png", png_bytes())
     scan = result.scan
     assert not result.duplicate
     assert scan.status == Scan.Status.QUEUED and scan.image_format == "png"
@@ -28,18 +30,20 @@ def test_upload_stores_scan_audits_and_enqueues_on_commit(radiographer, patient,
     assert AuditEvent.objects.filter(action="scan.uploaded", object_id=str(scan.pk), actor=radiographer).exists()
 
 
-def test_nothing_is_enqueued_before_the_transaction_commits(radiographer, patient, django_capture_on_commit_callbacks, monkeypatch):
+def test_nothing_is_enqueued_before_the_transaction_commits(
+    radiographer, patient, django_capture_on_commit_callbacks, monkeypatch
+):
     sent = []
-    monkeypatch.setattr(actions, "enqueue_prediction", sent.append)
+    monkeypatch.setattr(clinical, "enqueue_prediction", sent.append)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        actions.upload_scan(radiographer, patient, "chest.png", png_bytes())
+        clinical.upload_scan(radiographer, patient, "chest.png", png_bytes())
         assert sent == []
     assert len(callbacks) == 1
 
 
 def test_same_file_twice_for_a_patient_is_flagged_not_duplicated(radiographer, patient, media_root):
-    first = actions.upload_scan(radiographer, patient, "a.png", png_bytes(seed=3))
-    second = actions.upload_scan(radiographer, patient, "b.png", png_bytes(seed=3))
+    first = clinical.upload_scan(radiographer, patient, "a.png", png_bytes(seed=3))
+    second = clinical.upload_scan(radiographer, patient, "b.png", png_bytes(seed=3))
     assert second.duplicate and second.scan.pk == first.scan.pk
     assert Scan.objects.count() == 1
     assert len(stored_files(media_root)) == 1
@@ -47,7 +51,7 @@ def test_same_file_twice_for_a_patient_is_flagged_not_duplicated(radiographer, p
 
 def test_refused_upload_stores_nothing(radiographer, patient, media_root):
     with pytest.raises(RejectedUpload, match="not a PNG, JPEG or DICOM"):
-        actions.upload_scan(radiographer, patient, "notes.png", b"hello, this is text")
+        clinical.upload_scan(radiographer, patient, "notes.png", b"hello, this is text")
     assert Scan.objects.count() == 0
     assert stored_files(media_root) == []
 
@@ -56,24 +60,24 @@ def test_a_failure_after_storing_the_file_leaves_no_orphan(radiographer, patient
     def broken_audit(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(actions, "audit", broken_audit)
+    monkeypatch.setattr(clinical, "audit", broken_audit)
     with pytest.raises(RuntimeError):
-        actions.upload_scan(radiographer, patient, "chest.png", png_bytes())
+        clinical.upload_scan(radiographer, patient, "chest.png", png_bytes())
     assert Scan.objects.count() == 0
     assert stored_files(media_root) == []
 
 
 def test_path_is_stripped_from_the_original_name(radiographer, patient):
-    scan = actions.upload_scan(radiographer, patient, "..\\..\\windows/../../x.png", png_bytes()).scan
+    scan = clinical.upload_scan(radiographer, patient, "..\\..\\windows/../../x.png", png_bytes()).scan
     assert scan.original_filename == "x.png"
     assert ".." not in scan.image.name and scan.image.name.startswith("scans/")
 
 
 def test_record_prediction_is_idempotent(db, radiographer, patient):
-    scan = actions.upload_scan(radiographer, patient, "chest.png", png_bytes()).scan
+    scan = clinical.upload_scan(radiographer, patient, "chest.png", png_bytes()).scan
     version = ModelVersionFactory(threshold=0.4)
-    first = actions.record_prediction(scan.pk, version, 0.41, b"png", 3.0)
-    second = actions.record_prediction(scan.pk, version, 0.10, b"png", 3.0)
+    first = pipeline.record_prediction(scan.pk, version, 0.41, b"png", 3.0)
+    second = pipeline.record_prediction(scan.pk, version, 0.10, b"png", 3.0)
     assert first.pk == second.pk
     assert Prediction.objects.filter(scan=scan).count() == 1
     first.refresh_from_db()
@@ -85,9 +89,9 @@ def test_record_prediction_is_idempotent(db, radiographer, patient):
 def test_override_needs_a_note_and_flips_the_label(doctor):
     prediction = PredictionFactory(probability=0.9)
     with pytest.raises(ValidationError):
-        actions.review_scan(doctor, prediction.scan, "override", "  ")
+        clinical.review_scan(doctor, prediction.scan, "override", "  ")
     assert Review.objects.count() == 0
-    review = actions.review_scan(doctor, prediction.scan, "override", "Clear lungs on the lateral view.")
+    review = clinical.review_scan(doctor, prediction.scan, "override", "Clear lungs on the lateral view.")
     assert review.final_label == "NORMAL"
     prediction.scan.refresh_from_db()
     assert prediction.scan.status == Scan.Status.REVIEWED
@@ -95,8 +99,8 @@ def test_override_needs_a_note_and_flips_the_label(doctor):
 
 def test_a_correction_is_a_new_review_and_both_stay_audited(doctor):
     prediction = PredictionFactory(probability=0.2)
-    first = actions.review_scan(doctor, prediction.scan, "confirm")
-    correction = actions.review_scan(doctor, prediction.scan, "override", "Missed a left lower lobe opacity.")
+    first = clinical.review_scan(doctor, prediction.scan, "confirm")
+    correction = clinical.review_scan(doctor, prediction.scan, "override", "Missed a left lower lobe opacity.")
     assert first.final_label == "NORMAL" and correction.final_label == "PNEUMONIA"
     assert correction.supersedes == first
     assert prediction.scan.latest_review() == correction
@@ -105,20 +109,22 @@ def test_a_correction_is_a_new_review_and_both_stay_audited(doctor):
 
 
 def test_a_scan_without_prediction_cannot_be_reviewed(doctor, radiographer, patient):
-    scan = actions.upload_scan(radiographer, patient, "chest.png", png_bytes()).scan
+    scan = clinical.upload_scan(radiographer, patient, "chest.png", png_bytes()).scan
     with pytest.raises(ValidationError, match="no prediction"):
-        actions.review_scan(doctor, scan, "confirm")
+        clinical.review_scan(doctor, scan, "confirm")
 
 
-def test_failed_scan_can_be_requeued_by_admin(admin_user, radiographer, patient, django_capture_on_commit_callbacks, monkeypatch):
-    scan = actions.upload_scan(radiographer, patient, "chest.png", png_bytes()).scan
-    actions.mark_scan_failed(scan.pk, "model file missing")
+def test_failed_scan_can_be_requeued_by_admin(
+    admin_user, radiographer, patient, django_capture_on_commit_callbacks, monkeypatch
+):
+    scan = clinical.upload_scan(radiographer, patient, "chest.png", png_bytes()).scan
+    pipeline.mark_scan_failed(scan.pk, "model file missing")
     scan.refresh_from_db()
     assert scan.status == Scan.Status.FAILED and scan.failure_reason == "model file missing"
     sent = []
-    monkeypatch.setattr(actions, "enqueue_prediction", sent.append)
+    monkeypatch.setattr(pipeline, "enqueue_prediction", sent.append)
     with django_capture_on_commit_callbacks(execute=True):
-        actions.requeue_scan(admin_user, scan)
+        pipeline.requeue_scan(admin_user, scan)
     scan.refresh_from_db()
     assert scan.status == Scan.Status.QUEUED and sent == [scan.pk]
     assert AuditEvent.objects.filter(action="scan.requeued", actor=admin_user).exists()
@@ -126,18 +132,18 @@ def test_failed_scan_can_be_requeued_by_admin(admin_user, radiographer, patient,
 
 def test_a_reviewed_scan_cannot_be_requeued(admin_user, doctor):
     prediction = PredictionFactory()
-    actions.review_scan(doctor, prediction.scan, "confirm")
+    clinical.review_scan(doctor, prediction.scan, "confirm")
     with pytest.raises(ValidationError):
-        actions.requeue_scan(admin_user, prediction.scan)
+        pipeline.requeue_scan(admin_user, prediction.scan)
 
 
 def test_a_dicom_naming_another_patient_is_refused(radiographer, patient, media_root):
     from tests.support.images import dicom_bytes
 
     with pytest.raises(RejectedUpload, match=f"not MRN {patient.mrn}"):
-        actions.upload_scan(radiographer, patient, "chest.dcm", dicom_bytes(patient_id="SOMEONE-ELSE"))
+        clinical.upload_scan(radiographer, patient, "chest.dcm", dicom_bytes(patient_id="SOMEONE-ELSE"))
     assert Scan.objects.count() == 0 and stored_files(media_root) == []
-    scan = actions.upload_scan(radiographer, patient, "chest.dcm", dicom_bytes(patient_id=patient.mrn)).scan
+    scan = clinical.upload_scan(radiographer, patient, "chest.dcm", dicom_bytes(patient_id=patient.mrn)).scan
     assert scan.image_format == "dicom"
 
 
@@ -147,6 +153,6 @@ def test_a_patient_created_twice_at_once_is_a_validation_error(radiographer, pat
     # The second request passed its uniqueness check before the first one saved.
     monkeypatch.setattr(Patient, "full_clean", lambda self: None)
     with pytest.raises(ValidationError) as refused:
-        actions.create_patient(radiographer, mrn=patient.mrn, name="Someone", birth_date=patient.birth_date, sex="M")
+        clinical.create_patient(radiographer, mrn=patient.mrn, name="Someone", birth_date=patient.birth_date, sex="M")
     assert "already exists" in str(refused.value.message_dict["mrn"])
     assert Patient.objects.filter(mrn=patient.mrn).count() == 1

@@ -20,7 +20,9 @@ def test_failed_scans_are_listed_and_requeued(admin_role_client, admin_user, dja
     assert len(callbacks) == 1  # the prediction task is sent again once the change commits
     assert AuditEvent.objects.filter(action="scan.requeued", object_id=str(failed.pk), actor=admin_user).exists()
     assert b"No failed scans." in response.content
-    assert f"Scan {failed.pk} of {failed.patient.name} is back in the queue." in [str(m) for m in response.context["messages"]]
+    assert f"Scan {failed.pk} of {failed.patient.name} is back in the queue." in [
+        str(m) for m in response.context["messages"]
+    ]
 
 
 def test_a_predicted_scan_cannot_be_requeued(admin_role_client):
@@ -33,10 +35,15 @@ def test_a_predicted_scan_cannot_be_requeued(admin_role_client):
 
 def test_model_versions_are_listed_and_activated(admin_role_client, admin_user, loadable_files):
     current = ModelVersionFactory(version="current", is_active=True)
-    candidate = ModelVersionFactory(version="candidate", evaluation={"test": {"auc": 0.93, "sensitivity": 0.9, "specificity": 0.8}},
-                                    **loadable_files)
+    candidate = ModelVersionFactory(
+        version="candidate",
+        evaluation={"test": {"auc": 0.93, "sensitivity": 0.9, "specificity": 0.8}},
+        **loadable_files,
+    )
     page = admin_role_client.get(reverse("model_versions")).content.decode()
-    assert "candidate" in page and "AUC 0.930" in page and reverse("activate_model_version", args=[candidate.pk]) in page
+    assert (
+        "candidate" in page and "AUC 0.930" in page and reverse("activate_model_version", args=[candidate.pk]) in page
+    )
     assert reverse("activate_model_version", args=[current.pk]) not in page  # already active
 
     admin_role_client.post(reverse("activate_model_version", args=[candidate.pk]))
@@ -45,7 +52,11 @@ def test_model_versions_are_listed_and_activated(admin_role_client, admin_user, 
     assert candidate.is_active and not current.is_active
     event = AuditEvent.objects.get(action="model_version.activated")
     assert (event.actor, event.object_id, event.before, event.after) == (
-        admin_user, str(candidate.pk), {"active": "current"}, {"active": "candidate"})
+        admin_user,
+        str(candidate.pk),
+        {"active": "current"},
+        {"active": "candidate"},
+    )
 
 
 def test_the_users_link_goes_to_django_admin(admin_role_client):
@@ -68,7 +79,16 @@ def test_the_admin_role_cannot_make_anyone_superuser(admin_role_client, doctor):
     page = admin_role_client.get(url).content.decode()
     assert 'name="groups"' in page  # roles are theirs to manage
     assert 'name="is_superuser"' not in page and 'name="user_permissions"' not in page
-    admin_role_client.post(url, {"username": doctor.username, "is_superuser": "on", "is_active": "on",
-                                 "groups": [doctor.groups.get().pk], "date_joined_0": "2026-01-01", "date_joined_1": "00:00"})
+    admin_role_client.post(
+        url,
+        {
+            "username": doctor.username,
+            "is_superuser": "on",
+            "is_active": "on",
+            "groups": [doctor.groups.get().pk],
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00",
+        },
+    )
     doctor.refresh_from_db()
     assert not doctor.is_superuser

@@ -22,8 +22,11 @@ def test_a_method_the_endpoint_does_not_have_is_405(radiographer):
     patient = PatientFactory()
     client = token_client(radiographer)
 
-    for response in (client.delete(f"/api/v1/patients/{patient.pk}/"), client.put("/api/v1/patients/", {}, format="json"),
-                     client.options("/api/v1/patients/")):
+    for response in (
+        client.delete(f"/api/v1/patients/{patient.pk}/"),
+        client.put("/api/v1/patients/", {}, format="json"),
+        client.options("/api/v1/patients/"),
+    ):
         assert response.status_code == 405
         assert error_of(response)["code"] == "method_not_allowed"
 
@@ -49,7 +52,11 @@ def test_an_unexpected_error_is_a_500_without_details(admin_user, monkeypatch, c
     response = token_client(admin_user).get("/api/v1/metrics/")
 
     assert response.status_code == 500
-    assert error_of(response) == {"status": 500, "code": "server_error", "message": "An internal error occurred; it has been logged."}
+    assert error_of(response) == {
+        "status": 500,
+        "code": "server_error",
+        "message": "An internal error occurred; it has been logged.",
+    }
     assert "secret" not in response.content.decode() and "Traceback" not in response.content.decode()
     assert "secret internals" in caplog.text  # the server log keeps what the client must not see
 

@@ -14,8 +14,12 @@ URL = "/api/v1/metrics/"
 
 
 def reviewed(doctor, probability, final_label, version, uploaded_at=None):
-    prediction = PredictionFactory(probability=probability, model_version=version, scan__status="reviewed",
-                                   scan__uploaded_at=uploaded_at or timezone.now())
+    prediction = PredictionFactory(
+        probability=probability,
+        model_version=version,
+        scan__status="reviewed",
+        scan__uploaded_at=uploaded_at or timezone.now(),
+    )
     decision = "confirm" if final_label == prediction.label else "override"
     Review.objects.create(scan=prediction.scan, doctor=doctor, decision=decision, final_label=final_label)
     return prediction
@@ -57,7 +61,12 @@ def test_metrics_filter_by_model_version_and_upload_dates(admin_user, doctor):
     assert client.get(URL, {"model_version": "v2"}).json()["n"] == 2
     assert client.get(URL, {"model_version": "v1"}).json()["n"] == 1
     assert client.get(URL, {"start": (today - timedelta(days=1)).isoformat()}).json()["n"] == 2
-    assert client.get(URL, {"end": (today - timedelta(days=5)).isoformat(), "start": (today - timedelta(days=20)).isoformat()}).json()["n"] == 1
+    assert (
+        client.get(
+            URL, {"end": (today - timedelta(days=5)).isoformat(), "start": (today - timedelta(days=20)).isoformat()}
+        ).json()["n"]
+        == 1
+    )
 
 
 @pytest.mark.django_db
@@ -69,11 +78,14 @@ def test_no_reviewed_scans_gives_undefined_metrics_as_null(admin_user):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("params, field", [
-    ({"model_version": "no-such-version"}, "model_version"),
-    ({"start": "2025-13-01"}, "start"),
-    ({"start": "2025-06-02", "end": "2025-06-01"}, "end"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"model_version": "no-such-version"}, "model_version"),
+        ({"start": "2025-13-01"}, "start"),
+        ({"start": "2025-06-02", "end": "2025-06-01"}, "end"),
+    ],
+)
 def test_invalid_filters_are_named(admin_user, params, field):
     response = token_client(admin_user).get(URL, params)
 

@@ -18,7 +18,12 @@ def test_a_radiographer_creates_a_patient_and_gets_its_id(radiographer):
     assert response.status_code == 201
     body = response.json()
     patient = Patient.objects.get(pk=body["id"])
-    assert (patient.mrn, patient.name, str(patient.birth_date), patient.sex) == ("MRN-API-1", "Ada Lovelace", "1980-12-10", "F")
+    assert (patient.mrn, patient.name, str(patient.birth_date), patient.sex) == (
+        "MRN-API-1",
+        "Ada Lovelace",
+        "1980-12-10",
+        "F",
+    )
     assert {k: body[k] for k in NEW_PATIENT} == NEW_PATIENT
     assert AuditEvent.objects.filter(action="patient.created", object_id=str(patient.pk), actor=radiographer).exists()
 
@@ -120,12 +125,15 @@ def test_detail_and_unknown_patient(doctor, patient):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("role, list_status, create_status", [
-    ("radiographer", 200, 201),
-    ("doctor", 200, 403),
-    ("admin", 403, 403),
-    (None, 403, 403),
-])
+@pytest.mark.parametrize(
+    "role, list_status, create_status",
+    [
+        ("radiographer", 200, 201),
+        ("doctor", 200, 403),
+        ("admin", 403, 403),
+        (None, 403, 403),
+    ],
+)
 def test_roles(role, list_status, create_status, patient):
     client = token_client(UserFactory(role=role))
 

@@ -1,4 +1,4 @@
-"""Reviews over the API: doctors confirm or override through radiology.actions.review_scan."""
+"""Reviews over the API: doctors confirm or override through radiology.actions.clinical.review_scan."""
 
 import pytest
 from rest_framework.test import APIClient
@@ -17,11 +17,18 @@ def predicted(db):
 
 @pytest.mark.django_db
 def test_a_doctor_confirms_the_prediction(doctor, predicted):
-    response = token_client(doctor).post(URL, {"scan": predicted.pk, "decision": "confirm", "final_label": "PNEUMONIA"}, format="json")
+    response = token_client(doctor).post(
+        URL, {"scan": predicted.pk, "decision": "confirm", "final_label": "PNEUMONIA"}, format="json"
+    )
 
     assert response.status_code == 201
     body = response.json()
-    assert (body["scan"], body["decision"], body["final_label"], body["doctor"]) == (predicted.pk, "confirm", "PNEUMONIA", "doctor1")
+    assert (body["scan"], body["decision"], body["final_label"], body["doctor"]) == (
+        predicted.pk,
+        "confirm",
+        "PNEUMONIA",
+        "doctor1",
+    )
     predicted.refresh_from_db()
     assert predicted.status == Scan.Status.REVIEWED
     assert AuditEvent.objects.filter(action="scan.reviewed", object_id=str(predicted.pk), actor=doctor).exists()
@@ -36,14 +43,18 @@ def test_an_override_needs_a_note_and_flips_the_label(doctor, predicted):
     assert "note" in error_of(refused)["fields"]
     assert not Review.objects.exists()
 
-    accepted = client.post(URL, {"scan": predicted.pk, "decision": "override", "note": "Lungs clear on lateral view."}, format="json")
+    accepted = client.post(
+        URL, {"scan": predicted.pk, "decision": "override", "note": "Lungs clear on lateral view."}, format="json"
+    )
     assert accepted.status_code == 201
     assert accepted.json()["final_label"] == "NORMAL"
 
 
 @pytest.mark.django_db
 def test_a_final_label_that_contradicts_the_decision_is_refused(doctor, predicted):
-    response = token_client(doctor).post(URL, {"scan": predicted.pk, "decision": "confirm", "final_label": "NORMAL"}, format="json")
+    response = token_client(doctor).post(
+        URL, {"scan": predicted.pk, "decision": "confirm", "final_label": "NORMAL"}, format="json"
+    )
 
     assert response.status_code == 400
     assert "final_label" in error_of(response)["fields"]
@@ -55,7 +66,9 @@ def test_a_later_review_corrects_the_earlier_one(doctor, predicted):
     client = token_client(doctor)
     first = client.post(URL, {"scan": predicted.pk, "decision": "confirm"}, format="json").json()
 
-    second = client.post(URL, {"scan": predicted.pk, "decision": "override", "note": "Second look."}, format="json").json()
+    second = client.post(
+        URL, {"scan": predicted.pk, "decision": "override", "note": "Second look."}, format="json"
+    ).json()
 
     assert second["supersedes"] == first["id"]
     assert AuditEvent.objects.filter(action="scan.review_corrected", object_id=str(predicted.pk)).exists()
@@ -72,14 +85,17 @@ def test_a_scan_without_prediction_cannot_be_reviewed(doctor):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("body, field", [
-    ({"decision": "confirm"}, "scan"),
-    ({"scan": 999999, "decision": "confirm"}, "scan"),
-    ({"scan": "own", "decision": "maybe"}, "decision"),
-    ({"scan": "own"}, "decision"),
-    ({"scan": "own", "decision": "confirm", "final_label": "UNSURE"}, "final_label"),
-    ({"scan": "own", "decision": "confirm", "note": ["a", "list"]}, "note"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"decision": "confirm"}, "scan"),
+        ({"scan": 999999, "decision": "confirm"}, "scan"),
+        ({"scan": "own", "decision": "maybe"}, "decision"),
+        ({"scan": "own"}, "decision"),
+        ({"scan": "own", "decision": "confirm", "final_label": "UNSURE"}, "final_label"),
+        ({"scan": "own", "decision": "confirm", "note": ["a", "list"]}, "note"),
+    ],
+)
 def test_invalid_fields_are_named(doctor, predicted, body, field):
     body = {key: (predicted.pk if value == "own" else value) for key, value in body.items()}
 
@@ -92,7 +108,9 @@ def test_invalid_fields_are_named(doctor, predicted, body, field):
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", ["radiographer", "admin", None])
 def test_only_doctors_review(role, predicted):
-    response = token_client(UserFactory(role=role)).post(URL, {"scan": predicted.pk, "decision": "confirm"}, format="json")
+    response = token_client(UserFactory(role=role)).post(
+        URL, {"scan": predicted.pk, "decision": "confirm"}, format="json"
+    )
 
     assert response.status_code == 403
     assert not Review.objects.exists()

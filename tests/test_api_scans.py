@@ -31,7 +31,9 @@ def sent_tasks(monkeypatch):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("data, image_format", [(png_bytes(), "png"), (jpeg_bytes(), "jpeg")])
-def test_upload_stores_the_scan_and_queues_it_after_commit(radiographer, patient, sent_tasks, django_capture_on_commit_callbacks, data, image_format):
+def test_upload_stores_the_scan_and_queues_it_after_commit(
+    radiographer, patient, sent_tasks, django_capture_on_commit_callbacks, data, image_format
+):
     with django_capture_on_commit_callbacks(execute=True):
         response = upload(token_client(radiographer), patient.pk, data)
 
@@ -165,9 +167,14 @@ def test_list_filters_by_patient_status_and_upload_time(radiographer):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("params, field", [
-    ({"status": "lost"}, "status"), ({"patient": "x"}, "patient"), ({"uploaded_after": "yesterday"}, "uploaded_after"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"status": "lost"}, "status"),
+        ({"patient": "x"}, "patient"),
+        ({"uploaded_after": "yesterday"}, "uploaded_after"),
+    ],
+)
 def test_invalid_filters_are_a_400_naming_them(radiographer, params, field):
     response = token_client(radiographer).get(URL, params)
 
@@ -191,7 +198,9 @@ def test_detail_has_the_prediction_with_a_heatmap_link_and_the_reviews(doctor):
     assert body["prediction"]["threshold"] == 0.5
     assert body["prediction"]["model_version"] == prediction.model_version.version
     assert body["prediction"]["heatmap_url"] == f"http://testserver{URL}{scan.pk}/heatmap/"
-    assert [(r["decision"], r["final_label"], r["doctor"]) for r in body["reviews"]] == [("confirm", "PNEUMONIA", "doctor1")]
+    assert [(r["decision"], r["final_label"], r["doctor"]) for r in body["reviews"]] == [
+        ("confirm", "PNEUMONIA", "doctor1")
+    ]
 
 
 @pytest.mark.django_db
@@ -214,7 +223,9 @@ def test_the_image_is_served_to_allowed_roles_and_each_view_audited(radiographer
         assert response["Content-Type"] == "image/png"
         assert response["Cache-Control"] == "private, no-store"
         assert b"".join(response.streaming_content) == data
-    viewers = AuditEvent.objects.filter(action="scan.image_viewed", object_id=str(scan_id)).values_list("actor__username", flat=True)
+    viewers = AuditEvent.objects.filter(action="scan.image_viewed", object_id=str(scan_id)).values_list(
+        "actor__username", flat=True
+    )
     assert sorted(viewers) == ["doctor1", "radiographer1"]
 
 
@@ -286,8 +297,12 @@ def test_anonymous_gets_401(patient):
     client = APIClient()
 
     for response in (
-        client.get(URL), client.get(f"{URL}{scan.pk}/"), upload(client, patient.pk, png_bytes()),
-        client.get(f"{URL}{scan.pk}/image/"), client.get(f"{URL}{scan.pk}/heatmap/"), client.post(f"{URL}{scan.pk}/requeue/"),
+        client.get(URL),
+        client.get(f"{URL}{scan.pk}/"),
+        upload(client, patient.pk, png_bytes()),
+        client.get(f"{URL}{scan.pk}/image/"),
+        client.get(f"{URL}{scan.pk}/heatmap/"),
+        client.post(f"{URL}{scan.pk}/requeue/"),
     ):
         assert response.status_code == 401
         assert error_of(response)["code"] == "not_authenticated"

@@ -12,9 +12,13 @@ from hypothesis.errors import Unsatisfiable
 from rest_framework.test import APIClient
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
-from radiology import actions
+from radiology.actions import tokens
 from tests.factories import PredictionFactory, UserFactory
 from tests.support.api import error_of, token_client
 
@@ -42,9 +46,16 @@ def test_the_schema_documents_the_contract(doctor):
 
     assert schema["openapi"].startswith("3.")
     for path, method in [
-        ("/api/v1/patients/", "post"), ("/api/v1/scans/", "post"), ("/api/v1/scans/", "get"), ("/api/v1/scans/{id}/", "get"),
-        ("/api/v1/queue/", "get"), ("/api/v1/reviews/", "post"), ("/api/v1/metrics/", "get"),
-        ("/api/v1/model-versions/{id}/activate/", "post"), ("/api/v1/auth/token/", "post"), ("/api/v1/tokens/", "post"),
+        ("/api/v1/patients/", "post"),
+        ("/api/v1/scans/", "post"),
+        ("/api/v1/scans/", "get"),
+        ("/api/v1/scans/{id}/", "get"),
+        ("/api/v1/queue/", "get"),
+        ("/api/v1/reviews/", "post"),
+        ("/api/v1/metrics/", "get"),
+        ("/api/v1/model-versions/{id}/activate/", "post"),
+        ("/api/v1/auth/token/", "post"),
+        ("/api/v1/tokens/", "post"),
     ]:
         assert method in paths[path], (method, path)
     assert set(components["PatientRequest"]["required"]) == {"mrn", "name", "birth_date", "sex"}
@@ -52,9 +63,19 @@ def test_the_schema_documents_the_contract(doctor):
     upload = paths["/api/v1/scans/"]["post"]
     assert components["ScanUploadRequest"]["properties"]["image"]["format"] == "binary"
     assert set(upload["responses"]) >= {"200", "201", "400", "401", "403"}
-    assert {"label", "probability", "threshold", "model_version", "heatmap_url"} <= set(components["Prediction"]["properties"])
-    assert {"n", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc", "confusion_matrix"} <= set(components["Metrics"]["required"])
-    assert {p["name"] for p in paths["/api/v1/scans/"]["get"]["parameters"]} >= {"patient", "status", "uploaded_after", "uploaded_before", "page"}
+    assert {"label", "probability", "threshold", "model_version", "heatmap_url"} <= set(
+        components["Prediction"]["properties"]
+    )
+    assert {"n", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc", "confusion_matrix"} <= set(
+        components["Metrics"]["required"]
+    )
+    assert {p["name"] for p in paths["/api/v1/scans/"]["get"]["parameters"]} >= {
+        "patient",
+        "status",
+        "uploaded_after",
+        "uploaded_before",
+        "page",
+    }
     assert "tokenAuth" in schema["components"]["securitySchemes"]
 
 
@@ -90,13 +111,19 @@ def api_schema(superuser, wsgi_app_in_test_transaction, monkeypatch):
 
     monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"anon": "100000/minute", "user": "100000/minute"})
     PredictionFactory()  # something to find, so that some generated ids hit real records
-    headers = {"Authorization": f"Token {actions.issue_api_token(superuser, superuser).key}"}
+    headers = {"Authorization": f"Token {tokens.issue_api_token(superuser, superuser).key}"}
     return schemathesis.openapi.from_wsgi("/api/schema/", wsgi_app_in_test_transaction, headers=headers)
 
 
 # Examples per operation and generation mode: bounded so the whole run stays well under a minute.
-FUZZ_SETTINGS = settings(max_examples=10, derandomize=True, deadline=None, database=None,
-                         suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+FUZZ_SETTINGS = settings(
+    max_examples=10,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -108,11 +135,12 @@ def test_every_operation_answers_as_documented_and_never_with_a_server_error(api
     assert len(operations) >= 20
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
             @FUZZ_SETTINGS
             @given(case=operation.as_strategy(generation_mode=mode))
             def answers_as_documented(case):
                 # The fuzzer may revoke or replace the superuser's token (an operation too): ask each time.
-                token = actions.issue_api_token(superuser, superuser).key
+                token = tokens.issue_api_token(superuser, superuser).key
                 case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=CHECKS)
 
             try:

@@ -73,8 +73,10 @@ def test_missing_credentials_are_named(radiographer):
 @pytest.mark.django_db
 def test_repeated_failures_lock_the_username_out_even_with_the_right_password(radiographer, settings):
     client = APIClient()
-    failures = [client.post(OWN, {"username": "radiographer1", "password": "wrong"}, format="json")
-                for _ in range(settings.AXES_FAILURE_LIMIT)]
+    failures = [
+        client.post(OWN, {"username": "radiographer1", "password": "wrong"}, format="json")
+        for _ in range(settings.AXES_FAILURE_LIMIT)
+    ]
 
     response = client.post(OWN, {"username": "radiographer1", "password": PASSWORD}, format="json")
 
@@ -195,7 +197,10 @@ def test_the_anonymous_rate_limit_applies_to_the_token_exchange(radiographer, mo
 
     monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"anon": "2/minute", "user": "1000/minute"})
     client = APIClient()
-    statuses = [client.post(OWN, {"username": "radiographer1", "password": PASSWORD}, format="json").status_code for _ in range(3)]
+    statuses = [
+        client.post(OWN, {"username": "radiographer1", "password": PASSWORD}, format="json").status_code
+        for _ in range(3)
+    ]
 
     assert statuses == [200, 200, 429]
     response = client.post(OWN, {"username": "radiographer1", "password": PASSWORD}, format="json")

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from django.urls import Resolver404, resolve
 
-from radiology import actions, ingest
+from radiology import ingest
+from radiology.actions import clinical
 from radiology.ingest import RejectedUpload, decode_upload
 from radiology.models import AuditEvent, Patient, Scan
 from radiology.uploads import SizeBoundedUploadHandler
@@ -108,7 +109,9 @@ def jpeg_2000_dicom(seed) -> bytes:
 
     dataset = dcmread(io.BytesIO(dicom_bytes(seed=seed)))
     codestream = io.BytesIO()
-    Image.fromarray(chest_like_pixels(seed=seed).astype(np.uint16) * 16).save(codestream, "JPEG2000", no_jp2=True, irreversible=False)
+    Image.fromarray(chest_like_pixels(seed=seed).astype(np.uint16) * 16).save(
+        codestream, "JPEG2000", no_jp2=True, irreversible=False
+    )
     dataset.file_meta.TransferSyntaxUID = JPEG2000Lossless
     dataset.PixelData = encapsulate([codestream.getvalue()])
     dataset["PixelData"].VR = "OB"
@@ -135,7 +138,9 @@ def test_multi_frame_dicom_decodes_its_first_frame_only():
     dataset.PixelData = frames.tobytes()
     written = io.BytesIO()
     dataset.save_as(written, enforce_file_format=True)
-    np.testing.assert_array_equal(decode_upload(written.getvalue()).pixels, decode_upload(dicom_bytes(pixels=frames[0])).pixels)
+    np.testing.assert_array_equal(
+        decode_upload(written.getvalue()).pixels, decode_upload(dicom_bytes(pixels=frames[0])).pixels
+    )
 
 
 def test_oversized_file_is_refused_before_it_is_decoded(settings, monkeypatch):
@@ -157,8 +162,11 @@ def test_file_at_the_size_limit_is_accepted(settings):
     assert decode_upload(data).image_format == "png"
 
 
-@pytest.mark.parametrize("source", [png_bytes(seed=1), jpeg_bytes(seed=1), dicom_bytes(seed=1), dicom_bytes(seed=2, photometric="MONOCHROME1")],
-                         ids=["png", "jpeg", "dicom", "dicom-monochrome1"])
+@pytest.mark.parametrize(
+    "source",
+    [png_bytes(seed=1), jpeg_bytes(seed=1), dicom_bytes(seed=1), dicom_bytes(seed=2, photometric="MONOCHROME1")],
+    ids=["png", "jpeg", "dicom", "dicom-monochrome1"],
+)
 def test_damaged_files_are_decoded_or_refused_never_crash(source):
     """Random byte damage (a seeded, bounded sample): the decoder answers with pixels or a
     RejectedUpload, never another exception (which would be a 500 at the door)."""
@@ -182,7 +190,7 @@ def test_damaged_files_are_decoded_or_refused_never_crash(source):
 @pytest.mark.parametrize("name, reason", REFUSED.items())
 def test_upload_action_refuses_and_leaves_nothing(name, reason, radiographer, patient, media_root):
     with pytest.raises(RejectedUpload, match=reason):
-        actions.upload_scan(radiographer, patient, name, corpus(name))
+        clinical.upload_scan(radiographer, patient, name, corpus(name))
     assert_nothing_left(media_root)
 
 
@@ -190,7 +198,7 @@ def test_upload_action_refuses_oversized_file_and_leaves_nothing(settings, radio
     data = corpus("valid.png")
     settings.MAX_UPLOAD_BYTES = len(data) - 1
     with pytest.raises(RejectedUpload, match="larger than"):
-        actions.upload_scan(radiographer, patient, "valid.png", data)
+        clinical.upload_scan(radiographer, patient, "valid.png", data)
     assert_nothing_left(media_root)
 
 
@@ -207,8 +215,10 @@ def test_upload_handler_keeps_no_more_of_a_file_than_the_limit(settings):
 
 
 @pytest.mark.parametrize("client_name", TRAVERSAL_NAMES)
-def test_path_traversal_name_is_stored_safely_under_a_generated_name(client_name, radiographer, patient, media_root, tmp_path):
-    result = actions.upload_scan(radiographer, patient, client_name, corpus("valid.png"))
+def test_path_traversal_name_is_stored_safely_under_a_generated_name(
+    client_name, radiographer, patient, media_root, tmp_path
+):
+    result = clinical.upload_scan(radiographer, patient, client_name, corpus("valid.png"))
     scan = Scan.objects.get()
     assert result.scan == scan and not result.duplicate
     assert scan.original_filename == "x.png"
@@ -220,7 +230,7 @@ def test_path_traversal_name_is_stored_safely_under_a_generated_name(client_name
 
 @pytest.mark.parametrize("client_name", ["x\x00.png", "x\r\n.png", "\x1bx.png", "\u202ex.png"])
 def test_control_characters_in_a_name_are_dropped(client_name, radiographer, patient):
-    actions.upload_scan(radiographer, patient, client_name, corpus("valid.png"))
+    clinical.upload_scan(radiographer, patient, client_name, corpus("valid.png"))
     assert Scan.objects.get().original_filename == "x.png"
 
 
@@ -236,8 +246,10 @@ def multipart(fields: dict, files: dict, boundary="----pneumoscan-test-boundary"
     for name, value in fields.items():
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
     for name, (filename, data) in files.items():
-        header = (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                  "Content-Type: application/octet-stream\r\n\r\n")
+        header = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
         parts.append(header.encode() + data + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
@@ -277,7 +289,12 @@ def test_api_refuses_large_upload_streamed_to_disk(settings, radiographer_client
     """Above FILE_UPLOAD_MAX_MEMORY_SIZE the upload goes through the size-bounded temporary file."""
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024
     settings.MAX_UPLOAD_BYTES = 4096
-    response = api_upload(radiographer_client, patient.pk, "big.png", png_bytes(pixels=np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8)))
+    response = api_upload(
+        radiographer_client,
+        patient.pk,
+        "big.png",
+        png_bytes(pixels=np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8)),
+    )
     assert response.status_code in (400, 413), response.content
     assert "larger than the 4 KB limit" in error_text(response)
     assert_nothing_left(media_root)
@@ -293,13 +310,17 @@ def test_api_stores_traversal_name_safely(radiographer_client, patient, media_ro
 
 
 @needs_api
-@pytest.mark.parametrize("fields, files, bad_field", [
-    ({}, {"image": ("x.png", None)}, "patient"),
-    ({"patient": "PATIENT"}, {}, "image"),
-    ({"patient": "not-a-number"}, {"image": ("x.png", None)}, "patient"),
-    ({"patient": "99999999"}, {"image": ("x.png", None)}, "patient"),
-    ({"patient": "PATIENT", "image": "just text, not a file"}, {}, "image"),
-], ids=["missing-patient", "missing-image", "patient-wrong-type", "unknown-patient", "image-not-a-file"])
+@pytest.mark.parametrize(
+    "fields, files, bad_field",
+    [
+        ({}, {"image": ("x.png", None)}, "patient"),
+        ({"patient": "PATIENT"}, {}, "image"),
+        ({"patient": "not-a-number"}, {"image": ("x.png", None)}, "patient"),
+        ({"patient": "99999999"}, {"image": ("x.png", None)}, "patient"),
+        ({"patient": "PATIENT", "image": "just text, not a file"}, {}, "image"),
+    ],
+    ids=["missing-patient", "missing-image", "patient-wrong-type", "unknown-patient", "image-not-a-file"],
+)
 def test_api_malformed_scan_upload_says_which_field(fields, files, bad_field, radiographer_client, patient, media_root):
     fields = {key: (patient.pk if value == "PATIENT" else value) for key, value in fields.items()}
     files = {key: (filename, corpus("valid.png")) for key, (filename, _) in files.items()}
@@ -314,18 +335,24 @@ VALID_PATIENT = {"mrn": "MRN-BAD-1", "name": "Ada Example", "birth_date": "2019-
 
 
 @needs_api
-@pytest.mark.parametrize("change, bad_field", [
-    ({"birth_date": 20190506}, "birth_date"),
-    ({"birth_date": "06/05/2019"}, "birth_date"),
-    ({"sex": 1}, "sex"),
-    ({"sex": "male"}, "sex"),
-    ({"mrn": ["MRN-1"]}, "mrn"),
-    ({"name": {"first": "Ada"}}, "name"),
-    ({"mrn": None}, "mrn"),
-    ({"mrn": "M" * 65}, "mrn"),
-], ids=lambda value: str(value)[:30])
+@pytest.mark.parametrize(
+    "change, bad_field",
+    [
+        ({"birth_date": 20190506}, "birth_date"),
+        ({"birth_date": "06/05/2019"}, "birth_date"),
+        ({"sex": 1}, "sex"),
+        ({"sex": "male"}, "sex"),
+        ({"mrn": ["MRN-1"]}, "mrn"),
+        ({"name": {"first": "Ada"}}, "name"),
+        ({"mrn": None}, "mrn"),
+        ({"mrn": "M" * 65}, "mrn"),
+    ],
+    ids=lambda value: str(value)[:30],
+)
 def test_api_patient_with_wrong_types_says_which_field(change, bad_field, radiographer_client):
-    response = radiographer_client.post("/api/v1/patients/", data={**VALID_PATIENT, **change}, content_type="application/json")
+    response = radiographer_client.post(
+        "/api/v1/patients/", data={**VALID_PATIENT, **change}, content_type="application/json"
+    )
     assert response.status_code == 400, response.content
     assert response.json()["error"]["fields"][bad_field]
     assert not Patient.objects.filter(mrn=VALID_PATIENT["mrn"]).exists()
@@ -341,7 +368,9 @@ def test_api_patient_missing_field_says_which(missing, radiographer_client):
 
 
 @needs_api
-@pytest.mark.parametrize("body", [b"{not json", b"[1, 2, 3]", b'"a string"', b"\xff\xfe\x00"], ids=["syntax", "list", "string", "binary"])
+@pytest.mark.parametrize(
+    "body", [b"{not json", b"[1, 2, 3]", b'"a string"', b"\xff\xfe\x00"], ids=["syntax", "list", "string", "binary"]
+)
 def test_api_malformed_json_is_a_400(body, radiographer_client):
     response = radiographer_client.post("/api/v1/patients/", data=body, content_type="application/json")
     assert response.status_code == 400, response.content
@@ -359,12 +388,16 @@ def test_api_oversized_json_is_refused_before_parsing(settings, radiographer_cli
 
 
 @needs_api
-@pytest.mark.parametrize("change, bad_field", [
-    ({"scan": "abc"}, "scan"),
-    ({"scan": 99999999}, "scan"),
-    ({"decision": "maybe"}, "decision"),
-    ({"decision": 1}, "decision"),
-], ids=["scan-wrong-type", "unknown-scan", "unknown-decision", "decision-wrong-type"])
+@pytest.mark.parametrize(
+    "change, bad_field",
+    [
+        ({"scan": "abc"}, "scan"),
+        ({"scan": 99999999}, "scan"),
+        ({"decision": "maybe"}, "decision"),
+        ({"decision": 1}, "decision"),
+    ],
+    ids=["scan-wrong-type", "unknown-scan", "unknown-decision", "decision-wrong-type"],
+)
 def test_api_malformed_review_says_which_field(change, bad_field, doctor_client):
     body = {"scan": 1, "decision": "confirm", "final_label": "NORMAL", "note": "", **change}
     response = doctor_client.post("/api/v1/reviews/", data=body, content_type="application/json")
@@ -415,6 +448,6 @@ def test_an_image_too_small_for_a_radiograph_is_refused(radiographer, patient, m
     from tests.support.images import png_bytes
 
     with pytest.raises(RejectedUpload, match=r"1x64 pixels: too small for a chest X-ray"):
-        actions.upload_scan(radiographer, patient, "sliver.png", png_bytes(np.full((64, 1), 128, dtype=np.uint8)))
+        clinical.upload_scan(radiographer, patient, "sliver.png", png_bytes(np.full((64, 1), 128, dtype=np.uint8)))
     assert Scan.objects.count() == 0
     assert not media_root.exists() or not any(p.is_file() for p in media_root.rglob("*"))

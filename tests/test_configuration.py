@@ -10,7 +10,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_SOURCE = (ROOT / "radiology" / "settings.py").read_text()
-REQUIRED_VARIABLES = {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT", "CLASSIFIER_MODEL_PATH"}
+REQUIRED_VARIABLES = {
+    "DEBUG",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "MEDIA_ROOT",
+    "CLASSIFIER_MODEL_PATH",
+}
 
 
 def variables_read_by_settings():
@@ -19,7 +27,9 @@ def variables_read_by_settings():
 
 def run_python(code, **env):
     base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_compose_has_the_four_services_with_volumes():
@@ -34,18 +44,21 @@ def test_compose_has_the_four_services_with_volumes():
 def test_compose_app_variables_are_the_settings_variables():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     known = variables_read_by_settings()
-    assert REQUIRED_VARIABLES <= known
+    assert known >= REQUIRED_VARIABLES
     for name in ("web", "worker"):
         service = compose["services"][name]
         environment = set(service["environment"])
-        assert REQUIRED_VARIABLES <= environment, f"{name} lacks {REQUIRED_VARIABLES - environment}"
+        assert environment >= REQUIRED_VARIABLES, f"{name} lacks {REQUIRED_VARIABLES - environment}"
         assert environment <= known, f"{name} sets variables the settings never read: {environment - known}"
         assert any(volume.startswith("media:") for volume in service["volumes"])
 
 
 def test_secret_key_is_required_when_debug_is_off(tmp_path):
-    result = run_python("import django, os; os.environ['DJANGO_SETTINGS_MODULE']='radiology.settings'; django.setup()",
-                        DEBUG="0", VAR_DIR=str(tmp_path))
+    result = run_python(
+        "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='radiology.settings'; django.setup()",
+        DEBUG="0",
+        VAR_DIR=str(tmp_path),
+    )
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
 
@@ -66,15 +79,24 @@ def test_embedded_defaults_need_no_server(tmp_path):
 
 
 def test_service_check_stops_with_one_line_naming_the_service():
-    env = {"PATH": os.environ["PATH"], "DATABASE_URL": "postgres://postgres@127.0.0.1:1/none",
-           "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14"}
-    result = subprocess.run([sys.executable, str(ROOT / "bin" / "check-services")], env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": os.environ["PATH"],
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:1/none",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "check-services")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith("PostgreSQL is not reachable")
 
-    env.update(DATABASE_URL=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/pneumoscan"),
-               CELERY_BROKER_URL="redis://127.0.0.1:1/0")
-    result = subprocess.run([sys.executable, str(ROOT / "bin" / "check-services")], env=env, capture_output=True, text=True, timeout=60)
+    env.update(
+        DATABASE_URL=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/pneumoscan"),
+        CELERY_BROKER_URL="redis://127.0.0.1:1/0",
+    )
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "check-services")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     assert result.stderr.startswith("Redis is not reachable")

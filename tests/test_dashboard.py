@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.urls import reverse
 
-from radiology import actions
+from radiology.actions import clinical
 from radiology.dashboard import dashboard_metrics
 from radiology.models import Review
 from radiology.templatetags.durations import duration
@@ -16,10 +16,16 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def reviewed(doctor, version, probability, decision, upload_to_prediction_s, prediction_to_review_s, uploaded=UPLOADED):
-    prediction = PredictionFactory(model_version=version, probability=probability, scan__uploaded_at=uploaded,
-                                   created_at=uploaded + timedelta(seconds=upload_to_prediction_s))
-    review = actions.review_scan(doctor, prediction.scan, decision, "reason" if decision == "override" else "")
-    Review.objects.filter(pk=review.pk).update(created_at=prediction.created_at + timedelta(seconds=prediction_to_review_s))
+    prediction = PredictionFactory(
+        model_version=version,
+        probability=probability,
+        scan__uploaded_at=uploaded,
+        created_at=uploaded + timedelta(seconds=upload_to_prediction_s),
+    )
+    review = clinical.review_scan(doctor, prediction.scan, decision, "reason" if decision == "override" else "")
+    Review.objects.filter(pk=review.pk).update(
+        created_at=prediction.created_at + timedelta(seconds=prediction_to_review_s)
+    )
     return prediction.scan
 
 
@@ -31,12 +37,24 @@ def fixed_set(doctor):
     p=0.3 override -> FN | p=0.2 confirm -> TN | p=0.1 confirm -> TN
     plus one by v2 (threshold 0.3) ten days later, p=0.4 confirm -> TP, and one not yet reviewed.
     """
-    v1 = ModelVersionFactory(version="v1", threshold=0.5, evaluation={"test": {
-        "auc": 0.91, "accuracy": 0.85, "sensitivity": 0.9, "specificity": 0.8, "precision": 0.88, "f1": 0.89}})
+    v1 = ModelVersionFactory(
+        version="v1",
+        threshold=0.5,
+        evaluation={
+            "test": {
+                "auc": 0.91,
+                "accuracy": 0.85,
+                "sensitivity": 0.9,
+                "specificity": 0.8,
+                "precision": 0.88,
+                "f1": 0.89,
+            }
+        },
+    )
     v2 = ModelVersionFactory(version="v2", threshold=0.3)
     plan = [(0.9, "confirm"), (0.8, "confirm"), (0.6, "confirm"), (0.3, "override"), (0.2, "confirm"), (0.1, "confirm")]
     scans = [reviewed(doctor, v1, p, decision, 10 * (i + 1), 60 * (i + 1)) for i, (p, decision) in enumerate(plan)]
-    correction = actions.review_scan(doctor, scans[1], "override", "Effusion, not pneumonia.")
+    correction = clinical.review_scan(doctor, scans[1], "override", "Effusion, not pneumonia.")
     Review.objects.filter(pk=correction.pk).update(created_at=UPLOADED + timedelta(hours=5))
     reviewed(doctor, v2, 0.4, "confirm", 5, 5, uploaded=UPLOADED + timedelta(days=10))
     PredictionFactory(model_version=v1, probability=0.95)  # waiting for review: not counted
@@ -56,9 +74,13 @@ def test_metrics_of_one_model_version_match_the_hand_computed_values(fixed_set):
     assert metrics["override_rate"] == pytest.approx(2 / 6)
     assert metrics["threshold"] == 0.5
     assert metrics["model_versions"] == ["v1"]
-    assert metrics["turnaround"]["upload_to_prediction"] == pytest.approx({"n": 6, "median_s": 35, "p95_s": 57.5, "mean_s": 35})
+    assert metrics["turnaround"]["upload_to_prediction"] == pytest.approx(
+        {"n": 6, "median_s": 35, "p95_s": 57.5, "mean_s": 35}
+    )
     # From the prediction to the first review: the correction five hours later is not the turnaround.
-    assert metrics["turnaround"]["prediction_to_review"] == pytest.approx({"n": 6, "median_s": 210, "p95_s": 345, "mean_s": 210})
+    assert metrics["turnaround"]["prediction_to_review"] == pytest.approx(
+        {"n": 6, "median_s": 210, "p95_s": 345, "mean_s": 210}
+    )
 
 
 def test_all_versions_together_keep_each_predictions_own_threshold(fixed_set):
@@ -93,7 +115,12 @@ def test_metrics_are_json_ready(fixed_set):
 def test_the_page_shows_metrics_next_to_the_offline_evaluation(admin_role_client, fixed_set):
     page = admin_role_client.get(reverse("dashboard") + "?model_version=v1").content.decode()
     assert '<span id="reviewed-count">6</span>' in page
-    assert 'data-cell="tn">2<' in page and 'data-cell="fp">1<' in page and 'data-cell="fn">1<' in page and 'data-cell="tp">2<' in page
+    assert (
+        'data-cell="tn">2<' in page
+        and 'data-cell="fp">1<' in page
+        and 'data-cell="fn">1<' in page
+        and 'data-cell="tp">2<' in page
+    )
     assert "Offline: test" in page and "0.910" in page and "0.778" in page and "0.667" in page
     assert '<td id="override-rate">0.333</td>' in page
     assert "35.0 s" in page and "57.5 s" in page and "3 min 30 s" in page and "5 min 45 s" in page
@@ -101,10 +128,18 @@ def test_the_page_shows_metrics_next_to_the_offline_evaluation(admin_role_client
     assert "Decision aid trained on pediatric chest X-rays; the doctor decides." in page
 
 
-@pytest.mark.parametrize("seconds, shown", [
-    (None, "—"), (4.25, "4.2 s"), (59.94, "59.9 s"), (60, "1 min 0 s"), (3599, "59 min 59 s"),
-    (4800, "1 h 20 min"), (49 * 3600, "2 d 1 h"),
-])
+@pytest.mark.parametrize(
+    "seconds, shown",
+    [
+        (None, "—"),
+        (4.25, "4.2 s"),
+        (59.94, "59.9 s"),
+        (60, "1 min 0 s"),
+        (3599, "59 min 59 s"),
+        (4800, "1 h 20 min"),
+        (49 * 3600, "2 d 1 h"),
+    ],
+)
 def test_durations_read_as_people_read_them(seconds, shown):
     assert duration(seconds) == shown
 
@@ -124,11 +159,27 @@ def test_an_empty_or_invalid_filter_is_explained(admin_role_client, db):
 
 def test_metrics_over_time_are_split_by_week_of_upload(fixed_set):
     first, second = dashboard_metrics()["by_week"]
-    assert first == pytest.approx({"week_start": "2026-03-02", "n": 6, "accuracy": 4 / 6, "sensitivity": 2 / 3,
-                                   "specificity": 2 / 3, "auc": 7 / 9, "override_rate": 2 / 6})
+    assert first == pytest.approx(
+        {
+            "week_start": "2026-03-02",
+            "n": 6,
+            "accuracy": 4 / 6,
+            "sensitivity": 2 / 3,
+            "specificity": 2 / 3,
+            "auc": 7 / 9,
+            "override_rate": 2 / 6,
+        }
+    )
     # The v2 scan ten days later: one true positive, so specificity and AUC are undefined.
-    assert second == {"week_start": "2026-03-09", "n": 1, "accuracy": 1.0, "sensitivity": 1.0,
-                      "specificity": None, "auc": None, "override_rate": 0.0}
+    assert second == {
+        "week_start": "2026-03-09",
+        "n": 1,
+        "accuracy": 1.0,
+        "sensitivity": 1.0,
+        "specificity": None,
+        "auc": None,
+        "override_rate": 0.0,
+    }
 
 
 def test_the_dashboard_page_shows_the_weekly_trend(admin_role_client, fixed_set):

@@ -43,14 +43,19 @@ def scan_status_seen_by(client, scan_id):
     return scan
 
 
-def test_upload_predict_review_and_dashboard(model_version, worker, patient, radiographer_client, doctor_client, admin_role_client):
+def test_upload_predict_review_and_dashboard(
+    model_version, worker, patient, radiographer_client, doctor_client, admin_role_client
+):
     before = dashboard_numbers(admin_role_client)
     assert before["n"] == 0
 
-    response = radiographer_client.post(reverse("upload"), {
-        "patient": patient.pk,
-        "files": SimpleUploadedFile("chest.png", png_bytes(seed=7), content_type="image/png"),
-    })
+    response = radiographer_client.post(
+        reverse("upload"),
+        {
+            "patient": patient.pk,
+            "files": SimpleUploadedFile("chest.png", png_bytes(seed=7), content_type="image/png"),
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     scan = Scan.objects.get(patient=patient)
     assert response["Location"].endswith(f"?ids={scan.pk}")
@@ -58,7 +63,8 @@ def test_upload_predict_review_and_dashboard(model_version, worker, patient, rad
     # What the status page polls, without a reload, until the worker has done its part.
     seen = wait_until(
         lambda: (status := scan_status_seen_by(radiographer_client, scan.pk))["final"] and status,
-        PREDICTION_TIMEOUT, lambda: f"Scan {scan.pk} was not predicted:\n{worker.log_tail()}",
+        PREDICTION_TIMEOUT,
+        lambda: f"Scan {scan.pk} was not predicted:\n{worker.log_tail()}",
     )
     assert seen["status"] == "predicted", seen
     prediction = Prediction.objects.get(scan=scan)
@@ -71,8 +77,11 @@ def test_upload_predict_review_and_dashboard(model_version, worker, patient, rad
     assert response.status_code == 302
     scan.refresh_from_db()
     assert scan.status == Scan.Status.REVIEWED
-    assert list(AuditEvent.objects.filter(object_type="Scan", object_id=str(scan.pk)).order_by("created_at", "pk")
-                .values_list("action", flat=True)) == ["scan.uploaded", "scan.predicted", "scan.reviewed"]
+    assert list(
+        AuditEvent.objects.filter(object_type="Scan", object_id=str(scan.pk))
+        .order_by("created_at", "pk")
+        .values_list("action", flat=True)
+    ) == ["scan.uploaded", "scan.predicted", "scan.reviewed"]
 
     after = dashboard_numbers(admin_role_client)
     assert after["n"] == 1

@@ -27,7 +27,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.urls import reverse
 
-from radiology import actions
+from radiology.actions import clinical
 from radiology.models import AuditEvent, Prediction, Scan
 from radiology.tasks import predict_scan
 from tests.support.images import png_bytes
@@ -76,7 +76,7 @@ def worker(shared_worker):
 
 
 def upload(radiographer, patient, seed):
-    return actions.upload_scan(radiographer, patient, f"chest-{seed}.png", png_bytes(seed=seed)).scan
+    return clinical.upload_scan(radiographer, patient, f"chest-{seed}.png", png_bytes(seed=seed)).scan
 
 
 def wait_for_status(scan, status, worker, timeout=TASK_TIMEOUT):
@@ -89,8 +89,11 @@ def wait_for_status(scan, status, worker, timeout=TASK_TIMEOUT):
 
 
 def audit_actions(scan):
-    return list(AuditEvent.objects.filter(object_type="Scan", object_id=str(scan.pk))
-                .order_by("created_at", "pk").values_list("action", flat=True))
+    return list(
+        AuditEvent.objects.filter(object_type="Scan", object_id=str(scan.pk))
+        .order_by("created_at", "pk")
+        .values_list("action", flat=True)
+    )
 
 
 @contextmanager
@@ -108,11 +111,14 @@ def prediction_inserts_blocked():
 
 def wait_until_worker_waits_on_insert(worker, scan):
     """The worker has claimed the scan, run the model, and waits to record the prediction."""
+
     def waiting():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass "
-                           "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                           [Prediction._meta.db_table])
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                [Prediction._meta.db_table],
+            )
             return cursor.fetchone()[0] > 0
 
     wait_until(waiting, TASK_TIMEOUT, lambda: f"The worker never tried to record a prediction:\n{worker.log_tail()}")
@@ -125,8 +131,11 @@ def test_task_delivered_three_times_gives_one_prediction(model_version, worker, 
     predict_scan.delay(scan.pk)
     predict_scan.delay(scan.pk)
 
-    wait_until(lambda: worker.log_text().count("succeeded") >= 3, TASK_TIMEOUT,
-               lambda: f"Three deliveries were not all handled:\n{worker.log_tail()}")
+    wait_until(
+        lambda: worker.log_text().count("succeeded") >= 3,
+        TASK_TIMEOUT,
+        lambda: f"Three deliveries were not all handled:\n{worker.log_tail()}",
+    )
     log = worker.log_text()
     assert log.count("succeeded in") == 3
     assert log.count("'predicted'") == 1 and log.count("'already predicted'") == 2
@@ -134,8 +143,9 @@ def test_task_delivered_three_times_gives_one_prediction(model_version, worker, 
     assert audit_actions(scan).count("scan.predicted") == 1
 
 
-def test_missing_then_corrupt_model_fails_scans_that_predict_after_the_fix(model_version, worker, tiny_artifact, tmp_path,
-                                                                        radiographer, patient, admin_role_client):
+def test_missing_then_corrupt_model_fails_scans_that_predict_after_the_fix(
+    model_version, worker, tiny_artifact, tmp_path, radiographer, patient, admin_role_client
+):
     from classifier.artifact import read_metadata, write_metadata
     from classifier.registry import register_model
 
@@ -151,13 +161,19 @@ def test_missing_then_corrupt_model_fails_scans_that_predict_after_the_fix(model
     scan = upload(radiographer, patient, seed=2)
     wait_for_status(scan, Scan.Status.FAILED, worker)
     assert "tiny-damaged cannot be loaded" in scan.failure_reason and "missing" in scan.failure_reason
-    assert f"MODEL UNAVAILABLE for scan {scan.pk}: Model tiny-damaged cannot be loaded from {broken_path}" in worker.log_text()
+    assert (
+        f"MODEL UNAVAILABLE for scan {scan.pk}: Model tiny-damaged cannot be loaded from {broken_path}"
+        in worker.log_text()
+    )
 
     broken_path.write_bytes(good_bytes[: len(good_bytes) // 2])  # a truncated copy
     response = admin_role_client.post(reverse("requeue_scan", args=[scan.pk]))
     assert response.status_code == 302
-    wait_until(lambda: worker.log_text().count(f"MODEL UNAVAILABLE for scan {scan.pk}") == 2, TASK_TIMEOUT,
-               lambda: f"The re-queued scan did not fail again:\n{worker.log_tail()}")
+    wait_until(
+        lambda: worker.log_text().count(f"MODEL UNAVAILABLE for scan {scan.pk}") == 2,
+        TASK_TIMEOUT,
+        lambda: f"The re-queued scan did not fail again:\n{worker.log_tail()}",
+    )
     scan = wait_for_status(scan, Scan.Status.FAILED, worker)
     assert "sha256 mismatch" in scan.failure_reason
 
@@ -166,7 +182,14 @@ def test_missing_then_corrupt_model_fails_scans_that_predict_after_the_fix(model
     assert response.status_code == 302
     wait_for_status(scan, Scan.Status.PREDICTED, worker)
     assert Prediction.objects.get(scan=scan).model_version == version
-    assert audit_actions(scan) == ["scan.uploaded", "scan.failed", "scan.requeued", "scan.failed", "scan.requeued", "scan.predicted"]
+    assert audit_actions(scan) == [
+        "scan.uploaded",
+        "scan.failed",
+        "scan.requeued",
+        "scan.failed",
+        "scan.requeued",
+        "scan.predicted",
+    ]
 
 
 def test_database_outage_under_a_running_task_is_retried(model_version, worker, radiographer, patient):
@@ -185,10 +208,13 @@ def test_database_outage_under_a_running_task_is_retried(model_version, worker, 
         try:
             terminated = server.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid NOT IN (%s, %s)",
-                [database, own_backend, blocker.info.backend_pid]).fetchone()[0]
+                [database, own_backend, blocker.info.backend_pid],
+            ).fetchone()[0]
             assert terminated >= 1
             blocker.rollback()
-            wait_until(lambda: "Retry in" in worker.log_text(), 30, lambda: f"The task did not retry:\n{worker.log_tail()}")
+            wait_until(
+                lambda: "Retry in" in worker.log_text(), 30, lambda: f"The task did not retry:\n{worker.log_tail()}"
+            )
             time.sleep(3)  # the outage goes on: the next attempts are refused too
         finally:
             server.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
@@ -234,8 +260,9 @@ def test_worker_killed_mid_task_is_delivered_again(model_version, worker, radiog
 
     # A replacement worker, whose broker gives unacknowledged messages back after 5 s, comes up
     # once they are that old: kombu looks for them when it starts, then only every 100 s.
-    replacement = worker_for_tests(log_dir, media_dir, name="replacement",
-                                   env={"CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)})
+    replacement = worker_for_tests(
+        log_dir, media_dir, name="replacement", env={"CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)}
+    )
     time.sleep(VISIBILITY_TIMEOUT + 1)
     try:
         replacement.start(purge=False)
@@ -258,21 +285,30 @@ def private_redis():
 
 
 def test_upload_while_redis_is_down_is_swept_into_the_queue_when_it_is_back(
-        private_redis, model_version, patient, radiographer_client, log_dir, media_dir, tmp_path, caplog):
+    private_redis, model_version, patient, radiographer_client, log_dir, media_dir, tmp_path, caplog
+):
     # This worker also runs the beat schedule, as `make run` does: the sweep every 2 s sends
     # scans left queued for 3 s.
-    worker = worker_for_tests(log_dir, media_dir, name="beat-worker", broker_url=private_redis.url,
-                              beat_schedule=tmp_path / "beat-schedule",
-                              env={"REQUEUE_SWEEP_SECONDS": "2", "REQUEUE_STALE_AFTER_SECONDS": "3"})
+    worker = worker_for_tests(
+        log_dir,
+        media_dir,
+        name="beat-worker",
+        broker_url=private_redis.url,
+        beat_schedule=tmp_path / "beat-schedule",
+        env={"REQUEUE_SWEEP_SECONDS": "2", "REQUEUE_STALE_AFTER_SECONDS": "3"},
+    )
     try:
         worker.start()
         private_redis.stop()
         with publishing_to(private_redis.url):
             started = time.monotonic()
-            response = radiographer_client.post(reverse("upload"), {
-                "patient": patient.pk,
-                "files": SimpleUploadedFile("chest.png", png_bytes(seed=5), content_type="image/png"),
-            })
+            response = radiographer_client.post(
+                reverse("upload"),
+                {
+                    "patient": patient.pk,
+                    "files": SimpleUploadedFile("chest.png", png_bytes(seed=5), content_type="image/png"),
+                },
+            )
             upload_seconds = time.monotonic() - started
         assert response.status_code == 302
         scan = Scan.objects.get(patient=patient)

@@ -116,11 +116,14 @@ def test_home_refuses_a_user_without_a_role_kindly(outsider):
     assert b"ask an administrator" in response.content
 
 
-@pytest.mark.parametrize("role, shown, hidden", [
-    (R, ["Patients", "Upload", "Scan status"], ["Review queue", "Dashboard", "Failed scans", "Users"]),
-    (D, ["Patients", "Review queue"], ["Upload", "Scan status", "Dashboard", "Models"]),
-    (A, ["Dashboard", "Failed scans", "Models", "Users", "Scan status"], ["Upload", "Review queue", "Patients"]),
-])
+@pytest.mark.parametrize(
+    "role, shown, hidden",
+    [
+        (R, ["Patients", "Upload", "Scan status"], ["Review queue", "Dashboard", "Failed scans", "Users"]),
+        (D, ["Patients", "Review queue"], ["Upload", "Scan status", "Dashboard", "Models"]),
+        (A, ["Dashboard", "Failed scans", "Models", "Users", "Scan status"], ["Upload", "Review queue", "Patients"]),
+    ],
+)
 def test_navigation_shows_only_what_the_role_may_do(role, shown, hidden, radiographer, doctor, admin_user):
     user = {R: radiographer, D: doctor, A: admin_user}[role]
     response = logged_in(user).get(reverse("home"), follow=True)
@@ -149,7 +152,9 @@ def test_forms_carry_a_csrf_token(radiographer_client):
 def test_csrf_is_enforced_on_posts(radiographer):
     client = Client(enforce_csrf_checks=True)
     client.force_login(radiographer)
-    response = client.post(reverse("patient_create"), {"mrn": "X1", "name": "A B", "birth_date": "2020-01-01", "sex": "F"})
+    response = client.post(
+        reverse("patient_create"), {"mrn": "X1", "name": "A B", "birth_date": "2020-01-01", "sex": "F"}
+    )
     assert response.status_code == 403
 
 
@@ -157,6 +162,10 @@ def test_pages_load_nothing_from_outside():
     """Hospitals run offline: every asset comes from static/, no CDN, no web fonts."""
     root = Path(__file__).resolve().parent.parent
     external = re.compile(r"""(src|href|url)\s*[=(]\s*["']?\s*(https?:)?//""", re.IGNORECASE)
-    files = [*root.joinpath("templates").rglob("*.html"), *root.joinpath("static").rglob("*.css"), *root.joinpath("static").rglob("*.js")]
+    files = [
+        *root.joinpath("templates").rglob("*.html"),
+        *root.joinpath("static").rglob("*.css"),
+        *root.joinpath("static").rglob("*.js"),
+    ]
     assert files
     assert [str(f) for f in files if external.search(f.read_text())] == []

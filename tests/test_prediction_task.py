@@ -2,7 +2,7 @@
 
 import pytest
 
-from radiology import actions
+from radiology.actions import clinical, pipeline
 from radiology.models import Prediction, Scan
 from radiology.tasks import predict_scan
 from tests.support.images import chest_like_pixels, png_bytes
@@ -11,11 +11,11 @@ from tests.support.images import chest_like_pixels, png_bytes
 @pytest.fixture
 def quiet_queue(monkeypatch):
     """Uploads commit without sending tasks: the test runs the task itself."""
-    monkeypatch.setattr(actions, "enqueue_prediction", lambda scan_id: None)
+    monkeypatch.setattr(clinical, "enqueue_prediction", lambda scan_id: None)
 
 
 def upload(user, patient, seed):
-    return actions.upload_scan(user, patient, f"chest-{seed}.png", png_bytes(chest_like_pixels(seed=seed))).scan
+    return clinical.upload_scan(user, patient, f"chest-{seed}.png", png_bytes(chest_like_pixels(seed=seed))).scan
 
 
 def test_waiting_scans_are_predicted_in_one_batch(radiographer, patient, model_version, quiet_queue, settings):
@@ -55,7 +55,9 @@ def test_no_active_model_marks_the_scan_failed_with_the_reason(radiographer, pat
     assert "No model version is active" in scan.failure_reason
 
 
-def test_an_image_the_model_cannot_take_fails_alone_and_the_batch_goes_on(radiographer, patient, model_version, quiet_queue, settings, monkeypatch):
+def test_an_image_the_model_cannot_take_fails_alone_and_the_batch_goes_on(
+    radiographer, patient, model_version, quiet_queue, settings, monkeypatch
+):
     from classifier.inference import Predictor
 
     settings.PREDICTION_BATCH_SIZE = 8
@@ -85,10 +87,14 @@ def test_the_sweep_sends_what_the_queue_lost_and_nothing_else(radiographer, pati
     now = timezone.now()
     never_sent, lost, recent, abandoned, busy = (upload(radiographer, patient, seed) for seed in range(5))
     Scan.objects.filter(pk=never_sent.pk).update(uploaded_at=now - timedelta(minutes=5), enqueued_at=None)
-    Scan.objects.filter(pk=lost.pk).update(uploaded_at=now - timedelta(hours=1), enqueued_at=now - timedelta(minutes=31))
-    Scan.objects.filter(pk=recent.pk).update(uploaded_at=now - timedelta(hours=1), enqueued_at=now - timedelta(minutes=5))
+    Scan.objects.filter(pk=lost.pk).update(
+        uploaded_at=now - timedelta(hours=1), enqueued_at=now - timedelta(minutes=31)
+    )
+    Scan.objects.filter(pk=recent.pk).update(
+        uploaded_at=now - timedelta(hours=1), enqueued_at=now - timedelta(minutes=5)
+    )
     Scan.objects.filter(pk=abandoned.pk).update(status="processing", processing_since=now - timedelta(minutes=10))
     Scan.objects.filter(pk=busy.pk).update(status="processing", processing_since=now - timedelta(seconds=30))
     sent = []
-    monkeypatch.setattr(actions, "enqueue_prediction", lambda scan_id: sent.append(scan_id) or True)
+    monkeypatch.setattr(pipeline, "enqueue_prediction", lambda scan_id: sent.append(scan_id) or True)
     assert sorted(requeue_stale_scans()) == sorted([never_sent.pk, lost.pk, abandoned.pk])

@@ -17,15 +17,28 @@ INTENDED_USE = "Decision aid trained on pediatric chest X-rays; the doctor decid
 
 
 def predicted(probability=0.8, waited_minutes=1, **kwargs):
-    return PredictionFactory(probability=probability, scan__uploaded_at=timezone.now() - timedelta(minutes=waited_minutes), **kwargs)
+    return PredictionFactory(
+        probability=probability, scan__uploaded_at=timezone.now() - timedelta(minutes=waited_minutes), **kwargs
+    )
 
 
 def test_the_page_shows_the_prediction_and_how_to_decide(doctor_client):
     prediction = predicted(0.8124, model_version__version="cnn-2026-11", model_version__threshold=0.42)
     page = doctor_client.get(reverse("review", args=[prediction.scan.pk])).content.decode()
-    for shown in ["0.812", "Pneumonia", "0.420", "cnn-2026-11", INTENDED_USE, prediction.scan.patient.name,
-                  reverse("scan_image", args=[prediction.scan.pk]), reverse("scan_heatmap", args=[prediction.scan.pk]),
-                  'id="heatmap-toggle"', 'id="heatmap-opacity"', 'id="zoom"', "js/review.js"]:
+    for shown in [
+        "0.812",
+        "Pneumonia",
+        "0.420",
+        "cnn-2026-11",
+        INTENDED_USE,
+        prediction.scan.patient.name,
+        reverse("scan_image", args=[prediction.scan.pk]),
+        reverse("scan_heatmap", args=[prediction.scan.pk]),
+        'id="heatmap-toggle"',
+        'id="heatmap-opacity"',
+        'id="zoom"',
+        "js/review.js",
+    ]:
         assert shown in page, shown
     for key in ("<kbd>C</kbd>", "<kbd>O</kbd>", "<kbd>N</kbd>", "<kbd>H</kbd>"):
         assert key in page
@@ -45,7 +58,9 @@ def test_confirm_lands_on_the_next_scan_then_the_empty_queue(doctor_client, doct
     response = doctor_client.post(reverse("review", args=[second.pk]), {"decision": "confirm"}, follow=True)
     assert response.redirect_chain[-1][0] == reverse("review_queue")
     assert b"No scans waiting." in response.content
-    assert f"Scan {second.pk} of {second.patient.name} confirmed: final label pneumonia." in [str(m) for m in response.context["messages"]]
+    assert f"Scan {second.pk} of {second.patient.name} confirmed: final label pneumonia." in [
+        str(m) for m in response.context["messages"]
+    ]
 
 
 def test_override_needs_a_note(doctor_client):
@@ -55,10 +70,16 @@ def test_override_needs_a_note(doctor_client):
     assert b"A note is required to override the model&#x27;s prediction." in refused.content
     assert not Review.objects.exists()
 
-    accepted = doctor_client.post(reverse("review", args=[scan.pk]), {"decision": "override", "note": "Clear lungs on the lateral view."})
+    accepted = doctor_client.post(
+        reverse("review", args=[scan.pk]), {"decision": "override", "note": "Clear lungs on the lateral view."}
+    )
     assert accepted.status_code == 302
     review = Review.objects.get()
-    assert (review.decision, review.final_label, review.note) == ("override", "NORMAL", "Clear lungs on the lateral view.")
+    assert (review.decision, review.final_label, review.note) == (
+        "override",
+        "NORMAL",
+        "Clear lungs on the lateral view.",
+    )
 
 
 def test_a_review_is_corrected_by_a_new_review(doctor_client):
@@ -67,12 +88,17 @@ def test_a_review_is_corrected_by_a_new_review(doctor_client):
     page = doctor_client.get(reverse("review", args=[scan.pk])).content.decode()
     assert "Correct this review" in page and "Reviews are final" in page
 
-    doctor_client.post(reverse("review", args=[scan.pk]), {"decision": "override", "note": "Missed consolidation, right lower lobe."})
+    doctor_client.post(
+        reverse("review", args=[scan.pk]), {"decision": "override", "note": "Missed consolidation, right lower lobe."}
+    )
     first, correction = Review.objects.filter(scan=scan).order_by("created_at", "pk")
     assert first.final_label == "NORMAL" and correction.final_label == "PNEUMONIA"
     assert correction.supersedes == first
-    assert list(AuditEvent.objects.filter(object_id=str(scan.pk), action__startswith="scan.review").order_by("pk").values_list("action", flat=True)) == [
-        "scan.reviewed", "scan.review_corrected"]
+    assert list(
+        AuditEvent.objects.filter(object_id=str(scan.pk), action__startswith="scan.review")
+        .order_by("pk")
+        .values_list("action", flat=True)
+    ) == ["scan.reviewed", "scan.review_corrected"]
 
 
 def test_next_link_skips_to_the_following_scan(doctor_client):
@@ -92,7 +118,16 @@ def test_patient_history_lists_scans_predictions_and_reviews(doctor_client):
     waiting = predicted(0.7, scan__patient=patient).scan
     doctor_client.post(reverse("review", args=[reviewed.pk]), {"decision": "override", "note": "Subtle opacity."})
     page = doctor_client.get(reverse("patient_history", args=[patient.pk])).content.decode()
-    for shown in [f"#{reviewed.pk}", f"#{waiting.pk}", "hist-model", "0.300", "Override", "Subtle opacity.", INTENDED_USE, "Open / correct"]:
+    for shown in [
+        f"#{reviewed.pk}",
+        f"#{waiting.pk}",
+        "hist-model",
+        "0.300",
+        "Override",
+        "Subtle opacity.",
+        INTENDED_USE,
+        "Open / correct",
+    ]:
         assert shown in page, shown
 
 

@@ -10,7 +10,9 @@ from tests.factories import PredictionFactory, ScanFactory
 
 
 def predicted(probability, waited_minutes):
-    return PredictionFactory(probability=probability, scan__uploaded_at=timezone.now() - timedelta(minutes=waited_minutes)).scan
+    return PredictionFactory(
+        probability=probability, scan__uploaded_at=timezone.now() - timedelta(minutes=waited_minutes)
+    ).scan
 
 
 def queue_ids(response):

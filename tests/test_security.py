@@ -17,8 +17,8 @@ import pytest
 from django.conf import settings as live_settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
-from django.middleware.csrf import CSRF_ALLOWED_CHARS
 from django.core.exceptions import ValidationError
+from django.middleware.csrf import CSRF_ALLOWED_CHARS
 from django.test import Client
 from django.urls import URLResolver, get_resolver, resolve, reverse
 from django.urls.exceptions import Resolver404
@@ -27,7 +27,7 @@ from django.utils.regex_helper import normalize
 from rest_framework.authtoken.models import Token
 
 import radiology.settings as configured
-from radiology import actions
+from radiology.actions import clinical
 from radiology.api.views import unknown_endpoint
 from radiology.models import AuditEvent
 from tests.conftest import PASSWORD
@@ -152,15 +152,19 @@ def test_media_is_not_under_any_static_location():
 
 @pytest.fixture
 def stored_scan(radiographer, patient):
-    return actions.upload_scan(radiographer, patient, "chest.png", png_bytes(seed=21)).scan
+    return clinical.upload_scan(radiographer, patient, "chest.png", png_bytes(seed=21)).scan
 
 
 @pytest.mark.django_db
 def test_stored_image_has_no_public_url(stored_scan):
     client = Client()
     client.force_login(superuser())
-    for url in (live_settings.MEDIA_URL + stored_scan.image.name, "/" + stored_scan.image.name,
-                "/static/" + stored_scan.image.name, "/static/../" + stored_scan.image.name):
+    for url in (
+        live_settings.MEDIA_URL + stored_scan.image.name,
+        "/" + stored_scan.image.name,
+        "/static/" + stored_scan.image.name,
+        "/static/../" + stored_scan.image.name,
+    ):
         response = client.get(url)
         assert response.status_code == 404, url
     try:
@@ -183,7 +187,9 @@ HEATMAP_VIEWS = [
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("name, url, audit_action", IMAGE_VIEWS, ids=[v[0] for v in IMAGE_VIEWS])
-def test_image_view_is_audited_and_private(name, url, audit_action, stored_scan, radiographer_client, radiographer, doctor_client, doctor):
+def test_image_view_is_audited_and_private(
+    name, url, audit_action, stored_scan, radiographer_client, radiographer, doctor_client, doctor
+):
     url = url.format(pk=stored_scan.pk)
     for client, user in ((radiographer_client, radiographer), (doctor_client, doctor)):
         response = client.get(url)
@@ -194,8 +200,12 @@ def test_image_view_is_audited_and_private(name, url, audit_action, stored_scan,
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("name, url, audit_action", IMAGE_VIEWS + HEATMAP_VIEWS, ids=[v[0] for v in IMAGE_VIEWS + HEATMAP_VIEWS])
-def test_image_views_refuse_users_without_the_right_and_audit_nothing(name, url, audit_action, outsider, admin_role_client):
+@pytest.mark.parametrize(
+    "name, url, audit_action", IMAGE_VIEWS + HEATMAP_VIEWS, ids=[v[0] for v in IMAGE_VIEWS + HEATMAP_VIEWS]
+)
+def test_image_views_refuse_users_without_the_right_and_audit_nothing(
+    name, url, audit_action, outsider, admin_role_client
+):
     prediction = PredictionFactory()
     url = url.format(pk=prediction.scan.pk)
     nobody = Client()
@@ -242,7 +252,9 @@ def test_post_with_csrf_token_is_let_through(doctor):
     client = Client(enforce_csrf_checks=True)
     client.get(reverse("login"))
     token = client.cookies["csrftoken"].value
-    response = client.post(reverse("login"), {"username": doctor.username, "password": PASSWORD, "csrfmiddlewaretoken": token})
+    response = client.post(
+        reverse("login"), {"username": doctor.username, "password": PASSWORD, "csrfmiddlewaretoken": token}
+    )
     assert response.status_code == 302
     assert client.session.get("_auth_user_id") == str(doctor.pk)
 
@@ -251,7 +263,9 @@ POST_FORM = re.compile(r"<form\b[^>]*method=[\"']?post[\"']?[^>]*>(.*?)</form>",
 
 
 def test_every_post_form_in_the_templates_carries_the_csrf_token():
-    forms = [(path, body) for path in (PROJECT / "templates").rglob("*.html") for body in POST_FORM.findall(path.read_text())]
+    forms = [
+        (path, body) for path in (PROJECT / "templates").rglob("*.html") for body in POST_FORM.findall(path.read_text())
+    ]
     assert forms, "no POST forms found: the pattern no longer matches the templates"
     missing = [str(path.relative_to(PROJECT)) for path, body in forms if "{% csrf_token %}" not in body]
     assert missing == []
@@ -272,7 +286,9 @@ def is_signed_in(client, user):
 def test_login_locks_out_after_the_failure_limit_even_with_the_right_password(settings, doctor):
     client = Client()
     for _ in range(settings.AXES_FAILURE_LIMIT):
-        assert not is_signed_in(client, doctor) and post_login(client, doctor.username, "wrong password 123").status_code in (200, 429)
+        assert not is_signed_in(client, doctor) and post_login(
+            client, doctor.username, "wrong password 123"
+        ).status_code in (200, 429)
     response = post_login(client, doctor.username, PASSWORD)
     assert response.status_code in (403, 429)
     assert not is_signed_in(client, doctor)
@@ -300,7 +316,9 @@ def test_api_token_exchange_locks_out_too(settings, doctor):
     client = Client()
     url = reverse("api-own-token")
     for _ in range(settings.AXES_FAILURE_LIMIT):
-        assert client.post(url, {"username": doctor.username, "password": "wrong password 123"}, content_type="application/json").status_code in (401, 403, 429)
+        assert client.post(
+            url, {"username": doctor.username, "password": "wrong password 123"}, content_type="application/json"
+        ).status_code in (401, 403, 429)
     response = client.post(url, {"username": doctor.username, "password": PASSWORD}, content_type="application/json")
     assert response.status_code in (401, 403, 429)
     assert not Token.objects.filter(user=doctor).exists()
@@ -308,7 +326,12 @@ def test_api_token_exchange_locks_out_too(settings, doctor):
 
 def test_password_validators_are_on():
     names = {v["NAME"].rsplit(".", 1)[-1] for v in live_settings.AUTH_PASSWORD_VALIDATORS}
-    assert {"MinimumLengthValidator", "CommonPasswordValidator", "NumericPasswordValidator", "UserAttributeSimilarityValidator"} <= names
+    assert {
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+        "UserAttributeSimilarityValidator",
+    } <= names
 
 
 @pytest.mark.django_db
@@ -354,7 +377,9 @@ def test_failed_login_is_audited_with_the_username_never_the_password(doctor):
 def test_locked_out_attempts_are_audited_as_failures(settings, doctor):
     client = Client()
     for attempt in range(settings.AXES_FAILURE_LIMIT + 2):
-        post_login(client, doctor.username, PASSWORD if attempt == settings.AXES_FAILURE_LIMIT + 1 else "wrong password 123")
+        post_login(
+            client, doctor.username, PASSWORD if attempt == settings.AXES_FAILURE_LIMIT + 1 else "wrong password 123"
+        )
     assert AuditEvent.objects.filter(action="auth.login_failed").count() == settings.AXES_FAILURE_LIMIT + 2
     assert not AuditEvent.objects.filter(action="auth.login").exists()
 
@@ -363,7 +388,11 @@ def test_locked_out_attempts_are_audited_as_failures(settings, doctor):
 
 
 def production_environment(tmp_path, **overrides):
-    environment = {key: value for key, value in os.environ.items() if not key.startswith(("SECURE_", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"))}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SECURE_", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"))
+    }
     environment.update(
         DEBUG="0",
         SECRET_KEY=secrets.token_urlsafe(64),
@@ -376,8 +405,9 @@ def production_environment(tmp_path, **overrides):
 
 
 def manage(environment, *args):
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT, env=environment,
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=PROJECT, env=environment, capture_output=True, text=True, timeout=180
+    )
 
 
 def test_deploy_check_is_clean_with_production_settings(tmp_path):
@@ -394,7 +424,9 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
 
 
 def test_production_settings_are_secure_by_default(tmp_path):
-    script = ("from django.conf import settings as s; print(s.DEBUG, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
-              "s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.SESSION_COOKIE_HTTPONLY, s.X_FRAME_OPTIONS)")
+    script = (
+        "from django.conf import settings as s; print(s.DEBUG, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
+        "s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.SESSION_COOKIE_HTTPONLY, s.X_FRAME_OPTIONS)"
+    )
     result = manage(production_environment(tmp_path), "shell", "--verbosity", "0", "-c", script)
     assert result.stdout.split() == ["False", "True", "True", "True", "31536000", "True", "DENY"], result.stderr

@@ -52,10 +52,16 @@ def test_png_jpeg_and_dicom_in_one_post(radiographer_client, patient, media_root
 
 
 def test_a_refused_file_says_why_and_stores_nothing(radiographer_client, patient, media_root):
-    response = post_upload(radiographer_client, {"patient": patient.pk, "files": [
-        upload_file("notes.png", b"this is a text file, not an image"),
-        upload_file("good.png", png_bytes(seed=4)),
-    ]})
+    response = post_upload(
+        radiographer_client,
+        {
+            "patient": patient.pk,
+            "files": [
+                upload_file("notes.png", b"this is a text file, not an image"),
+                upload_file("good.png", png_bytes(seed=4)),
+            ],
+        },
+    )
     texts = page_messages(response)
     assert any("notes.png: refused, nothing stored." in t and "not a PNG, JPEG or DICOM" in t for t in texts)
     assert list(Scan.objects.values_list("original_filename", flat=True)) == ["good.png"]
@@ -83,14 +89,20 @@ def test_the_same_file_twice_is_flagged_not_duplicated(radiographer_client, pati
 
 
 def test_a_new_mrn_with_details_creates_the_patient(radiographer_client):
-    response = post_upload(radiographer_client, {
-        "mrn": "NEW-7", "name": "Ada Brown", "birth_date": "2019-05-06", "sex": "F",
-        "files": [upload_file("x.png", png_bytes(seed=7))],
-    })
+    response = post_upload(
+        radiographer_client,
+        {
+            "mrn": "NEW-7",
+            "name": "Ada Brown",
+            "birth_date": "2019-05-06",
+            "sex": "F",
+            "files": [upload_file("x.png", png_bytes(seed=7))],
+        },
+    )
     patient = Patient.objects.get(mrn="NEW-7")
     assert Scan.objects.get().patient == patient
     assert AuditEvent.objects.filter(action="patient.created", object_id=str(patient.pk)).exists()
-    assert any("Patient Ada Brown (NEW-7) created." == t for t in page_messages(response))
+    assert any(t == "Patient Ada Brown (NEW-7) created." for t in page_messages(response))
 
 
 def test_an_existing_mrn_picks_that_patient(radiographer_client, patient):
@@ -133,10 +145,16 @@ def test_a_dicom_of_an_unknown_patient_prefills_the_new_patient(radiographer_cli
 
 
 def test_a_dicom_of_another_patient_is_refused(radiographer_client, patient):
-    response = post_upload(radiographer_client, {"patient": patient.pk, "files": [
-        upload_file("other.dcm", dicom_bytes(patient_id="SOMEONE-ELSE")),
-        upload_file("ok.png", png_bytes(seed=10)),
-    ]})
+    response = post_upload(
+        radiographer_client,
+        {
+            "patient": patient.pk,
+            "files": [
+                upload_file("other.dcm", dicom_bytes(patient_id="SOMEONE-ELSE")),
+                upload_file("ok.png", png_bytes(seed=10)),
+            ],
+        },
+    )
     assert any(t.startswith("other.dcm: refused") and "patient ID SOMEONE-ELSE" in t for t in page_messages(response))
     assert list(Scan.objects.values_list("original_filename", flat=True)) == ["ok.png"]
 
@@ -164,10 +182,18 @@ def test_upload_form_is_labelled_and_takes_several_files(radiographer_client, pa
 def test_status_json_reports_each_scan(radiographer_client):
     queued, failed = ScanFactory(status="queued"), ScanFactory(status="failed", failure_reason="model missing")
     response = radiographer_client.get(reverse("scan_status_json") + f"?ids={queued.pk},{failed.pk}")
-    assert response.json() == {"scans": [
-        {"id": queued.pk, "status": "queued", "status_label": "Queued", "failure_reason": "", "final": False},
-        {"id": failed.pk, "status": "failed", "status_label": "Failed", "failure_reason": "model missing", "final": True},
-    ]}
+    assert response.json() == {
+        "scans": [
+            {"id": queued.pk, "status": "queued", "status_label": "Queued", "failure_reason": "", "final": False},
+            {
+                "id": failed.pk,
+                "status": "failed",
+                "status_label": "Failed",
+                "failure_reason": "model missing",
+                "final": True,
+            },
+        ]
+    }
     Scan.objects.filter(pk=queued.pk).update(status="predicted")
     again = radiographer_client.get(reverse("scan_status_json") + f"?ids={queued.pk}")
     assert again.json()["scans"][0]["status"] == "predicted"
@@ -188,8 +214,12 @@ def test_patients_search_pagination_and_create(radiographer_client):
     assert b"Zed Unique" in found.content and b"Person 01" not in found.content
     assert b"No patient matches" in radiographer_client.get(reverse("patient_list") + "?q=nobody").content
 
-    created = radiographer_client.post(reverse("patient_create"), {"mrn": "C-1", "name": "Cy Green", "birth_date": "2018-02-03", "sex": "M"})
+    created = radiographer_client.post(
+        reverse("patient_create"), {"mrn": "C-1", "name": "Cy Green", "birth_date": "2018-02-03", "sex": "M"}
+    )
     patient = Patient.objects.get(mrn="C-1")
     assert created["Location"] == reverse("patient_detail", args=[patient.pk])
-    taken = radiographer_client.post(reverse("patient_create"), {"mrn": "C-1", "name": "Other", "birth_date": "2018-02-03", "sex": "M"})
+    taken = radiographer_client.post(
+        reverse("patient_create"), {"mrn": "C-1", "name": "Other", "birth_date": "2018-02-03", "sex": "M"}
+    )
     assert taken.status_code == 400 and b"A patient with this MRN already exists." in taken.content

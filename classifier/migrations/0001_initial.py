@@ -5,31 +5,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.CharField(max_length=100, unique=True)),
-                ('artifact_path', models.CharField(help_text='The .keras file, absolute or relative to the project.', max_length=500)),
-                ('sha256', models.CharField(max_length=64)),
-                ('threshold', models.FloatField(help_text='Probability at or above which the model says PNEUMONIA.')),
-                ('metadata', models.JSONField(default=dict)),
-                ('evaluation', models.JSONField(blank=True, default=dict, help_text='Offline metrics by data set name.')),
-                ('is_active', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='derived', to='classifier.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("version", models.CharField(max_length=100, unique=True)),
+                (
+                    "artifact_path",
+                    models.CharField(help_text="The .keras file, absolute or relative to the project.", max_length=500),
+                ),
+                ("sha256", models.CharField(max_length=64)),
+                ("threshold", models.FloatField(help_text="Probability at or above which the model says PNEUMONIA.")),
+                ("metadata", models.JSONField(default=dict)),
+                (
+                    "evaluation",
+                    models.JSONField(blank=True, default=dict, help_text="Offline metrics by data set name."),
+                ),
+                ("is_active", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="derived",
+                        to="classifier.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'permissions': [('activate_modelversion', 'Can activate a model version')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_active', True)), fields=('is_active',), name='one_active_model_version')],
+                "ordering": ["-created_at"],
+                "permissions": [("activate_modelversion", "Can activate a model version")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_active", True)), fields=("is_active",), name="one_active_model_version"
+                    )
+                ],
             },
         ),
     ]

@@ -43,7 +43,9 @@ def api_exception_handler(exc, context):
         exc = exceptions.ValidationError(as_serializer_error(exc))
     elif isinstance(exc, RequestDataTooBig):
         # DRF reads request.body before any parser for JSON, so Django's own bound fires first.
-        exc = RequestTooLarge(f"The request body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} byte limit.")
+        exc = RequestTooLarge(
+            f"The request body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} byte limit."
+        )
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound(*exc.args)
     elif isinstance(exc, PermissionDenied):

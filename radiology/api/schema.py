@@ -22,5 +22,8 @@ class ErrorDocumentingAutoSchema(AutoSchema):
             errors.update(BODY_ERROR_DESCRIPTIONS)
         for code, description in errors.items():
             if code not in responses:
-                responses[code] = {**self._get_response_for_code(ErrorSerializer, code, direction=direction), "description": description}
+                responses[code] = {
+                    **self._get_response_for_code(ErrorSerializer, code, direction=direction),
+                    "description": description,
+                }
         return responses

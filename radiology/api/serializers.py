@@ -86,8 +86,17 @@ class ScanSerializer(serializers.ModelSerializer):
     class Meta:
         model = Scan
         fields = [
-            "id", "patient", "status", "failure_reason", "image_format", "original_filename",
-            "uploaded_by", "uploaded_at", "image_url", "prediction", "reviews",
+            "id",
+            "patient",
+            "status",
+            "failure_reason",
+            "image_format",
+            "original_filename",
+            "uploaded_by",
+            "uploaded_at",
+            "image_url",
+            "prediction",
+            "reviews",
         ]
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
@@ -122,7 +131,9 @@ class ScanQuerySerializer(serializers.Serializer):
 
 class QueueEntrySerializer(ScanSerializer):
     patient = PatientSummarySerializer(read_only=True)
-    overdue = serializers.SerializerMethodField(help_text="Waited past the triage cap: it jumps ahead of higher scores.")
+    overdue = serializers.SerializerMethodField(
+        help_text="Waited past the triage cap: it jumps ahead of higher scores."
+    )
 
     class Meta(ScanSerializer.Meta):
         fields = ScanSerializer.Meta.fields + ["overdue"]
@@ -194,9 +205,13 @@ class MetricsSerializer(serializers.Serializer):
     confusion_matrix = serializers.ListField(
         child=serializers.ListField(child=serializers.IntegerField()), help_text="[[tn, fp], [fn, tp]]."
     )
-    threshold = serializers.FloatField(allow_null=True, help_text="The decision threshold, when all counted scans share one.")
+    threshold = serializers.FloatField(
+        allow_null=True, help_text="The decision threshold, when all counted scans share one."
+    )
     thresholds = serializers.ListField(child=serializers.FloatField())
-    override_rate = serializers.FloatField(allow_null=True, help_text="Share of counted scans whose final label differs from the model's.")
+    override_rate = serializers.FloatField(
+        allow_null=True, help_text="Share of counted scans whose final label differs from the model's."
+    )
     turnaround = TurnaroundSerializer()
     model_versions = serializers.ListField(child=serializers.CharField())
     by_week = WeekMetricsSerializer(many=True, help_text="The same metrics week by week: accuracy over time.")
@@ -238,5 +253,6 @@ class IssuedTokenSummarySerializer(TokenSerializer):
 
 class TokenIssueSerializer(serializers.Serializer):
     user = serializers.PrimaryKeyRelatedField(
-        queryset=get_user_model().objects.filter(is_active=True), help_text="The user's id. A token they had stops working."
+        queryset=get_user_model().objects.filter(is_active=True),
+        help_text="The user's id. A token they had stops working.",
     )

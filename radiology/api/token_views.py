@@ -15,7 +15,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from radiology import actions
+from radiology.actions import tokens
 from radiology.api import serializers as s
 
 
@@ -56,7 +56,7 @@ class OwnTokenView(APIView):
         # A password exchanged for a token is a sign-in: announced as the login page's are, so the
         # audit trail records it and axes clears the username's failed attempts.
         user_logged_in.send(sender=type(user), request=request._request, user=user)
-        return Response(s.TokenSerializer(actions.issue_api_token(user, user)).data)
+        return Response(s.TokenSerializer(tokens.issue_api_token(user, user)).data)
 
 
 @extend_schema_view(
@@ -82,8 +82,8 @@ class TokenAdminViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewset
     def create(self, request):
         form = s.TokenIssueSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        token = actions.issue_api_token(request.user, form.validated_data["user"], replace=True)
+        token = tokens.issue_api_token(request.user, form.validated_data["user"], replace=True)
         return Response(s.TokenSerializer(token).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, token):
-        actions.revoke_api_token(self.request.user, token.user)
+        tokens.revoke_api_token(self.request.user, token.user)

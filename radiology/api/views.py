@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from classifier.models import ModelVersion
-from radiology import actions
+from radiology.actions import clinical, pipeline, registry
 from radiology.api import serializers as s
 from radiology.api.errors import error_body
 from radiology.dashboard import dashboard_metrics
@@ -47,7 +47,9 @@ def with_reviews(scans):
     retrieve=extend_schema(summary="A patient"),
     create=extend_schema(summary="Create a patient"),
 )
-class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+class PatientViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
     serializer_class = s.PatientSerializer
     queryset = Patient.objects.all()
     required_actions = {"list": ("view_patients",), "retrieve": ("view_patients",), "create": ("manage_patients",)}
@@ -61,7 +63,7 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cr
         return patients
 
     def perform_create(self, serializer):
-        serializer.instance = actions.create_patient(self.request.user, **serializer.validated_data)
+        serializer.instance = clinical.create_patient(self.request.user, **serializer.validated_data)
 
 
 @extend_schema_view(
@@ -114,7 +116,7 @@ class ScanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         if isinstance(upload, RefusedFile):
             raise ValidationError({"image": [f"Refused, nothing stored. {upload.reason}"]})
         try:
-            result = actions.upload_scan(request.user, patient, upload.name, upload.data, upload.decoded)
+            result = clinical.upload_scan(request.user, patient, upload.name, upload.data, upload.decoded)
         except RejectedUpload as refusal:
             raise ValidationError({"image": [f"Refused, nothing stored. {refusal}"]}) from None
         scan = with_reviews(Scan.objects).get(pk=result.scan.pk)
@@ -150,8 +152,10 @@ class ScanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     )
     @action(detail=True, methods=["post"])
     def requeue(self, request, pk=None):
-        scan = actions.requeue_scan(request.user, self.get_object())
-        return Response(s.ScanSerializer(with_reviews(Scan.objects).get(pk=scan.pk), context=self.get_serializer_context()).data)
+        scan = pipeline.requeue_scan(request.user, self.get_object())
+        return Response(
+            s.ScanSerializer(with_reviews(Scan.objects).get(pk=scan.pk), context=self.get_serializer_context()).data
+        )
 
 
 @extend_schema_view(list=extend_schema(summary="The scans waiting for review, in review order (doctors)"))
@@ -178,7 +182,9 @@ class ReviewViewSet(viewsets.GenericViewSet):
         form = self.get_serializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        review = actions.review_scan(request.user, data["scan"], data["decision"], data.get("note", ""), data.get("final_label"))
+        review = clinical.review_scan(
+            request.user, data["scan"], data["decision"], data.get("note", ""), data.get("final_label")
+        )
         return Response(s.ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
 
 
@@ -197,7 +203,9 @@ class MetricsView(APIView):
         return Response(s.MetricsSerializer(metrics).data)
 
 
-@extend_schema_view(list=extend_schema(summary="Model versions (admins)"), retrieve=extend_schema(summary="A model version"))
+@extend_schema_view(
+    list=extend_schema(summary="Model versions (admins)"), retrieve=extend_schema(summary="A model version")
+)
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.ModelVersionSerializer
     queryset = ModelVersion.objects.all().order_by("-created_at", "-pk")
@@ -215,7 +223,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["post"])
     def activate(self, request, pk=None):
-        version = actions.activate_model_version(request.user, self.get_object())
+        version = registry.activate_model_version(request.user, self.get_object())
         return Response(self.get_serializer(version).data)
 
 

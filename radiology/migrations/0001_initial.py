@@ -2,105 +2,200 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import radiology.models
 from django.conf import settings
 from django.db import migrations, models
 
+import radiology.models
+
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('classifier', '0001_initial'),
+        ("classifier", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Patient',
+            name="Patient",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('mrn', models.CharField(error_messages={'unique': 'A patient with this MRN already exists.'}, help_text='Medical record number.', max_length=64, unique=True, verbose_name='MRN')),
-                ('name', models.CharField(max_length=200)),
-                ('birth_date', models.DateField()),
-                ('sex', models.CharField(choices=[('M', 'Male'), ('F', 'Female'), ('O', 'Other')], max_length=1)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "mrn",
+                    models.CharField(
+                        error_messages={"unique": "A patient with this MRN already exists."},
+                        help_text="Medical record number.",
+                        max_length=64,
+                        unique=True,
+                        verbose_name="MRN",
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("birth_date", models.DateField()),
+                ("sex", models.CharField(choices=[("M", "Male"), ("F", "Female"), ("O", "Other")], max_length=1)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name', 'mrn'],
-                'permissions': [('view_patient_history', "Can view a patient's scan history")],
+                "ordering": ["name", "mrn"],
+                "permissions": [("view_patient_history", "Can view a patient's scan history")],
             },
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(db_index=True, max_length=64)),
-                ('object_type', models.CharField(max_length=64)),
-                ('object_id', models.CharField(blank=True, max_length=64)),
-                ('before', models.JSONField(blank=True, null=True)),
-                ('after', models.JSONField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("action", models.CharField(db_index=True, max_length=64)),
+                ("object_type", models.CharField(max_length=64)),
+                ("object_id", models.CharField(blank=True, max_length=64)),
+                ("before", models.JSONField(blank=True, null=True)),
+                ("after", models.JSONField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='Scan',
+            name="Scan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('image', models.FileField(upload_to=radiology.models.scan_upload_path)),
-                ('image_format', models.CharField(choices=[('png', 'PNG'), ('jpeg', 'JPEG'), ('dicom', 'DICOM')], max_length=8)),
-                ('original_filename', models.CharField(max_length=255)),
-                ('sha256', models.CharField(max_length=64)),
-                ('uploaded_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('processing', 'Processing'), ('predicted', 'Predicted'), ('failed', 'Failed'), ('reviewed', 'Reviewed')], db_index=True, default='queued', max_length=12)),
-                ('failure_reason', models.TextField(blank=True)),
-                ('enqueued_at', models.DateTimeField(blank=True, help_text='Last time the prediction task was sent.', null=True)),
-                ('processing_since', models.DateTimeField(blank=True, help_text='When a worker last claimed it.', null=True)),
-                ('patient', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='scans', to='radiology.patient')),
-                ('uploaded_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='uploaded_scans', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("image", models.FileField(upload_to=radiology.models.scan_upload_path)),
+                (
+                    "image_format",
+                    models.CharField(choices=[("png", "PNG"), ("jpeg", "JPEG"), ("dicom", "DICOM")], max_length=8),
+                ),
+                ("original_filename", models.CharField(max_length=255)),
+                ("sha256", models.CharField(max_length=64)),
+                ("uploaded_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("processing", "Processing"),
+                            ("predicted", "Predicted"),
+                            ("failed", "Failed"),
+                            ("reviewed", "Reviewed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=12,
+                    ),
+                ),
+                ("failure_reason", models.TextField(blank=True)),
+                (
+                    "enqueued_at",
+                    models.DateTimeField(blank=True, help_text="Last time the prediction task was sent.", null=True),
+                ),
+                (
+                    "processing_since",
+                    models.DateTimeField(blank=True, help_text="When a worker last claimed it.", null=True),
+                ),
+                (
+                    "patient",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="scans", to="radiology.patient"
+                    ),
+                ),
+                (
+                    "uploaded_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="uploaded_scans",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-uploaded_at'],
-                'permissions': [('view_scan_image', 'Can view scan images'), ('view_scan_heatmap', "Can view the model's heatmaps"), ('requeue_scan', 'Can re-queue a scan'), ('view_dashboard', 'Can view the accuracy dashboard')],
+                "ordering": ["-uploaded_at"],
+                "permissions": [
+                    ("view_scan_image", "Can view scan images"),
+                    ("view_scan_heatmap", "Can view the model's heatmaps"),
+                    ("requeue_scan", "Can re-queue a scan"),
+                    ("view_dashboard", "Can view the accuracy dashboard"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Review',
+            name="Review",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('decision', models.CharField(choices=[('confirm', 'Confirm'), ('override', 'Override')], max_length=10)),
-                ('final_label', models.CharField(choices=[('NORMAL', 'Normal'), ('PNEUMONIA', 'Pneumonia')], max_length=10)),
-                ('note', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('doctor', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='reviews', to=settings.AUTH_USER_MODEL)),
-                ('supersedes', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='superseded_by', to='radiology.review')),
-                ('scan', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='reviews', to='radiology.scan')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "decision",
+                    models.CharField(choices=[("confirm", "Confirm"), ("override", "Override")], max_length=10),
+                ),
+                (
+                    "final_label",
+                    models.CharField(choices=[("NORMAL", "Normal"), ("PNEUMONIA", "Pneumonia")], max_length=10),
+                ),
+                ("note", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "doctor",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="reviews", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "supersedes",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="superseded_by",
+                        to="radiology.review",
+                    ),
+                ),
+                (
+                    "scan",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="reviews", to="radiology.scan"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Prediction',
+            name="Prediction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('probability', models.FloatField()),
-                ('label', models.CharField(choices=[('NORMAL', 'Normal'), ('PNEUMONIA', 'Pneumonia')], max_length=10)),
-                ('threshold', models.FloatField()),
-                ('heatmap', models.FileField(upload_to=radiology.models.heatmap_upload_path)),
-                ('inference_ms', models.FloatField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='predictions', to='classifier.modelversion')),
-                ('scan', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='prediction', to='radiology.scan')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("probability", models.FloatField()),
+                ("label", models.CharField(choices=[("NORMAL", "Normal"), ("PNEUMONIA", "Pneumonia")], max_length=10)),
+                ("threshold", models.FloatField()),
+                ("heatmap", models.FileField(upload_to=radiology.models.heatmap_upload_path)),
+                ("inference_ms", models.FloatField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="predictions",
+                        to="classifier.modelversion",
+                    ),
+                ),
+                (
+                    "scan",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="prediction", to="radiology.scan"
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='scan',
-            constraint=models.UniqueConstraint(fields=('patient', 'sha256'), name='one_scan_per_file_per_patient'),
+            model_name="scan",
+            constraint=models.UniqueConstraint(fields=("patient", "sha256"), name="one_scan_per_file_per_patient"),
         ),
     ]

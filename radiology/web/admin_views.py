@@ -8,7 +8,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from classifier.metrics import confusion_matrix_png, roc_curve_png
 from classifier.models import ModelVersion
-from radiology import actions, dashboard
+from radiology import dashboard
+from radiology.actions import pipeline, registry
 from radiology.models import Scan
 from radiology.permissions import require
 from radiology.private_files import private
@@ -17,8 +18,12 @@ from radiology.web.views import page_of
 
 # The live metrics shown side by side with a model version's offline evaluation.
 COMPARED_METRICS = [
-    ("accuracy", "Accuracy"), ("sensitivity", "Sensitivity"), ("specificity", "Specificity"),
-    ("precision", "Precision"), ("f1", "F1"), ("auc", "ROC AUC"),
+    ("accuracy", "Accuracy"),
+    ("sensitivity", "Sensitivity"),
+    ("specificity", "Specificity"),
+    ("precision", "Precision"),
+    ("f1", "F1"),
+    ("auc", "ROC AUC"),
 ]
 
 
@@ -51,15 +56,19 @@ def dashboard_page(request):
         for key, label in COMPARED_METRICS
     ]
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
-    return render(request, "radiology/dashboard.html", {
-        "form": form,
-        "metrics": metrics,
-        "matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
-        "version": version,
-        "evaluations": evaluations,
-        "comparison": comparison,
-        "query": request.GET.urlencode(),
-    })
+    return render(
+        request,
+        "radiology/dashboard.html",
+        {
+            "form": form,
+            "metrics": metrics,
+            "matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+            "version": version,
+            "evaluations": evaluations,
+            "comparison": comparison,
+            "query": request.GET.urlencode(),
+        },
+    )
 
 
 def png(data):
@@ -72,11 +81,14 @@ def dashboard_roc_png(request):
     _, filters = dashboard_filters(request)
     outcomes = dashboard.reviewed_outcomes(**filters)
     thresholds = {o.threshold for o in outcomes}
-    return png(roc_curve_png(
-        [o.actual for o in outcomes], [o.probability for o in outcomes],
-        threshold=thresholds.pop() if len(thresholds) == 1 else None,
-        title="ROC curve: model vs doctors",
-    ))
+    return png(
+        roc_curve_png(
+            [o.actual for o in outcomes],
+            [o.probability for o in outcomes],
+            threshold=thresholds.pop() if len(thresholds) == 1 else None,
+            title="ROC curve: model vs doctors",
+        )
+    )
 
 
 @require("view_dashboard")
@@ -99,7 +111,7 @@ def failed_scans(request):
 def requeue(request, pk):
     scan = get_object_or_404(Scan, pk=pk)
     try:
-        actions.requeue_scan(request.user, scan)
+        pipeline.requeue_scan(request.user, scan)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
@@ -119,7 +131,7 @@ def model_versions(request):
 def activate_model_version(request, pk):
     version = get_object_or_404(ModelVersion, pk=pk)
     try:
-        actions.activate_model_version(request.user, version)
+        registry.activate_model_version(request.user, version)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:

@@ -36,7 +36,12 @@ class MultipleFileField(forms.FileField):
     so one bad file is refused with its reason while the others go through."""
 
     def __init__(self, **kwargs):
-        super().__init__(widget=MultipleFileInput(attrs={"multiple": True, "accept": ".png,.jpg,.jpeg,.dcm,image/png,image/jpeg,application/dicom"}), **kwargs)
+        super().__init__(
+            widget=MultipleFileInput(
+                attrs={"multiple": True, "accept": ".png,.jpg,.jpeg,.dcm,image/png,image/jpeg,application/dicom"}
+            ),
+            **kwargs,
+        )
 
     def clean(self, data, initial=None):
         files = [f for f in (data if isinstance(data, (list, tuple)) else [data]) if f]
@@ -54,8 +59,12 @@ class UploadForm(forms.Form):
     """
 
     patient = forms.ModelChoiceField(queryset=Patient.objects.all(), required=False, widget=forms.HiddenInput)
-    mrn = forms.CharField(label="Patient MRN", max_length=64, required=False,
-                          help_text="Leave empty for DICOM files: the patient ID in the file is used.")
+    mrn = forms.CharField(
+        label="Patient MRN",
+        max_length=64,
+        required=False,
+        help_text="Leave empty for DICOM files: the patient ID in the file is used.",
+    )
     name = forms.CharField(label="Full name", max_length=200, required=False)
     birth_date = forms.DateField(label="Date of birth", required=False, widget=DateInput)
     sex = forms.ChoiceField(choices=[("", "—")] + Patient.Sex.choices, required=False)
@@ -89,14 +98,18 @@ class UploadForm(forms.Form):
             return patient
         dicom_ids = {f.decoded.dicom_patient["mrn"] for f in self.accepted if f.decoded.dicom_patient.get("mrn")}
         if len(dicom_ids) > 1:
-            raise forms.ValidationError(f"These DICOM files belong to different patients ({', '.join(sorted(dicom_ids))}): upload them separately.")
+            raise forms.ValidationError(
+                f"These DICOM files belong to different patients ({', '.join(sorted(dicom_ids))}): upload them separately."
+            )
         if not dicom_ids:
             if self.accepted:
                 raise forms.ValidationError("Enter the patient's MRN (only DICOM files name their patient).")
             return None
         patient = Patient.objects.filter(mrn=dicom_ids.pop()).first()
         if patient is None:
-            self.dicom_patient = next(f.decoded.dicom_patient for f in self.accepted if f.decoded.dicom_patient.get("mrn"))
+            self.dicom_patient = next(
+                f.decoded.dicom_patient for f in self.accepted if f.decoded.dicom_patient.get("mrn")
+            )
             raise forms.ValidationError(
                 f"No patient has MRN {self.dicom_patient['mrn']} (read from the DICOM file). "
                 "Check the details below, then choose the files again to create the patient and upload."
@@ -122,12 +135,15 @@ class UploadForm(forms.Form):
 
 class ReviewForm(forms.Form):
     decision = forms.ChoiceField(choices=Review.Decision.choices)
-    note = forms.CharField(label="Note (required to override)", required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    note = forms.CharField(
+        label="Note (required to override)", required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
 
 
 class DashboardFilterForm(forms.Form):
-    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.all(), required=False, empty_label="All versions",
-                                           to_field_name="version")
+    model_version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.all(), required=False, empty_label="All versions", to_field_name="version"
+    )
     start = forms.DateField(label="Uploaded from", required=False, widget=DateInput)
     end = forms.DateField(label="Uploaded until", required=False, widget=DateInput)
 

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from radiology import actions
+from radiology.actions import clinical
 from radiology.models import Patient, Review, Scan
 from radiology.permissions import require
 from radiology.private_files import heatmap_response, viewable_image_response
@@ -21,14 +21,19 @@ from radiology.web.forms import ReviewForm
 from radiology.web.views import page_of
 
 
-
 @require("review_scans")
 @require_GET
 def queue(request):
     now = timezone.now()
-    return render(request, "radiology/review_queue.html", {
-        "page": page_of(request, review_queue(now)), "now": now, "wait_cap_minutes": settings.TRIAGE_MAX_WAIT_MINUTES,
-    })
+    return render(
+        request,
+        "radiology/review_queue.html",
+        {
+            "page": page_of(request, review_queue(now)),
+            "now": now,
+            "wait_cap_minutes": settings.TRIAGE_MAX_WAIT_MINUTES,
+        },
+    )
 
 
 def next_in_queue(after_scan_id=None):
@@ -36,7 +41,7 @@ def next_in_queue(after_scan_id=None):
     ids = list(review_queue().values_list("pk", flat=True))
     if after_scan_id in ids:
         position = ids.index(after_scan_id)
-        rest = ids[position + 1:] or ids[:position]  # past the end, wrap round to the top
+        rest = ids[position + 1 :] or ids[:position]  # past the end, wrap round to the top
         return rest[0] if rest else None
     return ids[0] if ids else None
 
@@ -51,26 +56,38 @@ def review_next(request):
 @require("review_scans")
 @require_http_methods(["GET", "POST"])
 def review(request, pk):
-    scan = get_object_or_404(Scan.objects.select_related("patient", "prediction", "prediction__model_version"), pk=pk, prediction__isnull=False)
+    scan = get_object_or_404(
+        Scan.objects.select_related("patient", "prediction", "prediction__model_version"),
+        pk=pk,
+        prediction__isnull=False,
+    )
     form = ReviewForm(request.POST or None)
     if form.is_bound and form.is_valid():
         try:
-            saved = actions.review_scan(request.user, scan, form.cleaned_data["decision"], form.cleaned_data["note"])
+            saved = clinical.review_scan(request.user, scan, form.cleaned_data["decision"], form.cleaned_data["note"])
         except ValidationError as error:
             form.add_error(None, error)
         else:
             done = "confirmed" if saved.decision == Review.Decision.CONFIRM else "overridden"
-            messages.success(request, f"Scan {scan.pk} of {scan.patient.name} {done}: final label {saved.get_final_label_display().lower()}.")
+            messages.success(
+                request,
+                f"Scan {scan.pk} of {scan.patient.name} {done}: final label {saved.get_final_label_display().lower()}.",
+            )
             following = next_in_queue()
             return redirect("review", pk=following) if following else redirect("review_queue")
     reviews = scan.reviews.select_related("doctor").order_by("created_at", "pk")
-    return render(request, "radiology/review.html", {
-        "scan": scan,
-        "prediction": scan.prediction,
-        "reviews": reviews,
-        "form": form,
-        "next_scan_id": next_in_queue(scan.pk),
-    }, status=400 if form.errors else 200)
+    return render(
+        request,
+        "radiology/review.html",
+        {
+            "scan": scan,
+            "prediction": scan.prediction,
+            "reviews": reviews,
+            "form": form,
+            "next_scan_id": next_in_queue(scan.pk),
+        },
+        status=400 if form.errors else 200,
+    )
 
 
 @require("view_patient_history")
@@ -79,7 +96,9 @@ def patient_history(request, pk):
     patient = get_object_or_404(Patient, pk=pk)
     scans = (
         patient.scans.select_related("prediction", "prediction__model_version")
-        .prefetch_related(Prefetch("reviews", queryset=Review.objects.select_related("doctor").order_by("created_at", "pk")))
+        .prefetch_related(
+            Prefetch("reviews", queryset=Review.objects.select_related("doctor").order_by("created_at", "pk"))
+        )
         .order_by("-uploaded_at")
     )
     return render(request, "radiology/patient_history.html", {"patient": patient, "page": page_of(request, scans)})
@@ -94,4 +113,6 @@ def scan_image(request, pk):
 @require("view_heatmaps")
 @require_GET
 def scan_heatmap(request, pk):
-    return heatmap_response(request, get_object_or_404(Scan.objects.select_related("prediction"), pk=pk, prediction__isnull=False))
+    return heatmap_response(
+        request, get_object_or_404(Scan.objects.select_related("prediction"), pk=pk, prediction__isnull=False)
+    )

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods
 
-from radiology import actions
+from radiology.actions import clinical
 from radiology.models import Patient, Scan
 from radiology.permissions import can, require
 from radiology.web.forms import PatientForm, PatientSearchForm, UploadForm
@@ -33,6 +33,8 @@ START_PAGES = [
     ("requeue_scans", "failed_scans"),
     ("view_model_versions", "model_versions"),
 ]
+
+
 def page_of(request, items, size=PAGE_SIZE):
     return Paginator(items, size).get_page(request.GET.get("page"))
 
@@ -53,10 +55,17 @@ def patient_list(request):
     patients = Patient.objects.all()
     if text:
         patients = patients.filter(Q(name__icontains=text) | Q(mrn__icontains=text))
-    return render(request, "radiology/patient_list.html", {
-        "search": search, "query": text, "page": page_of(request, patients), "form": PatientForm(),
-        "extra_query": urlencode({"q": text}) if text else "",
-    })
+    return render(
+        request,
+        "radiology/patient_list.html",
+        {
+            "search": search,
+            "query": text,
+            "page": page_of(request, patients),
+            "form": PatientForm(),
+            "extra_query": urlencode({"q": text}) if text else "",
+        },
+    )
 
 
 @require("manage_patients")
@@ -65,7 +74,7 @@ def patient_create(request):
     form = PatientForm(request.POST or None)
     if form.is_bound and form.is_valid():
         try:
-            patient = actions.create_patient(request.user, **form.cleaned_data)
+            patient = clinical.create_patient(request.user, **form.cleaned_data)
         except ValidationError as error:
             form.add_error(None, error)
         else:
@@ -78,17 +87,26 @@ def patient_create(request):
 @require_GET
 def patient_detail(request, pk):
     patient = get_object_or_404(Patient, pk=pk)
-    return render(request, "radiology/patient_detail.html", {
-        "patient": patient, "page": page_of(request, patient.scans.order_by("-uploaded_at")),
-    })
+    return render(
+        request,
+        "radiology/patient_detail.html",
+        {
+            "patient": patient,
+            "page": page_of(request, patient.scans.order_by("-uploaded_at")),
+        },
+    )
 
 
 @require("upload_scans")
 @require_http_methods(["GET", "POST"])
 def upload(request):
     if request.method == "GET":
-        chosen = get_object_or_404(Patient, pk=request.GET["patient"]) if request.GET.get("patient", "").isdigit() else None
-        return render(request, "radiology/upload.html", {"form": UploadForm(initial={"patient": chosen}), "chosen": chosen})
+        chosen = (
+            get_object_or_404(Patient, pk=request.GET["patient"]) if request.GET.get("patient", "").isdigit() else None
+        )
+        return render(
+            request, "radiology/upload.html", {"form": UploadForm(initial={"patient": chosen}), "chosen": chosen}
+        )
 
     form = UploadForm(request.POST, request.FILES)
     valid = form.is_valid()
@@ -98,14 +116,18 @@ def upload(request):
         # The DICOM file names a patient not known here: offer its details to create them.
         offered = {key: form.dicom_patient.get(key, "") for key in ("mrn", "name", "birth_date", "sex")}
         messages.warning(request, form.non_field_errors()[0])
-        return render(request, "radiology/upload.html", {"form": UploadForm(initial=offered), "dicom_offer": True}, status=400)
+        return render(
+            request, "radiology/upload.html", {"form": UploadForm(initial=offered), "dicom_offer": True}, status=400
+        )
     if not valid or not form.accepted:
-        return render(request, "radiology/upload.html", {"form": form, "chosen": form.cleaned_data.get("patient")}, status=400)
+        return render(
+            request, "radiology/upload.html", {"form": form, "chosen": form.cleaned_data.get("patient")}, status=400
+        )
 
     patient = form.cleaned_data.get("patient")
     if patient is None:
         try:
-            patient = actions.create_patient(request.user, **form.new_patient)
+            patient = clinical.create_patient(request.user, **form.new_patient)
         except ValidationError as error:
             form.add_error(None, error)
             return render(request, "radiology/upload.html", {"form": form}, status=400)
@@ -115,11 +137,14 @@ def upload(request):
 
 
 def store_upload(request, patient, accepted):
-    result = actions.upload_scan(request.user, patient, accepted.name, accepted.data, accepted.decoded)
+    result = clinical.upload_scan(request.user, patient, accepted.name, accepted.data, accepted.decoded)
     if result.duplicate:
         when = timezone.localtime(result.scan.uploaded_at)
-        messages.warning(request, f"{accepted.name}: duplicate, already uploaded for {patient.name} "
-                                  f"(scan {result.scan.pk}, {when:%d %b %Y %H:%M}); not stored again.")
+        messages.warning(
+            request,
+            f"{accepted.name}: duplicate, already uploaded for {patient.name} "
+            f"(scan {result.scan.pk}, {when:%d %b %Y %H:%M}); not stored again.",
+        )
     else:
         messages.success(request, f"{accepted.name}: uploaded for {patient.name}, queued for the model.")
     return result.scan.pk
@@ -138,14 +163,19 @@ def requested_ids(request):
 def scan_status(request):
     ids = requested_ids(request)
     if ids is None:
-        return HttpResponseBadRequest("ids must be a comma-separated list of at most %d scan numbers." % MAX_STATUS_IDS)
+        return HttpResponseBadRequest(f"ids must be a comma-separated list of at most {MAX_STATUS_IDS} scan numbers.")
     scans = Scan.objects.select_related("patient", "uploaded_by").order_by("-uploaded_at", "-pk")
     if ids:
         scans = scans.filter(pk__in=ids)
-    return render(request, "radiology/scan_status.html", {
-        "page": page_of(request, scans), "just_uploaded": bool(ids),
-        "extra_query": urlencode({"ids": ",".join(map(str, ids))}) if ids else "",
-    })
+    return render(
+        request,
+        "radiology/scan_status.html",
+        {
+            "page": page_of(request, scans),
+            "just_uploaded": bool(ids),
+            "extra_query": urlencode({"ids": ",".join(map(str, ids))}) if ids else "",
+        },
+    )
 
 
 @require("view_scan_status")
@@ -153,15 +183,21 @@ def scan_status(request):
 def scan_status_json(request):
     ids = requested_ids(request)
     if ids is None:
-        return JsonResponse({"error": f"ids must be a comma-separated list of at most {MAX_STATUS_IDS} scan numbers."}, status=400)
+        return JsonResponse(
+            {"error": f"ids must be a comma-separated list of at most {MAX_STATUS_IDS} scan numbers."}, status=400
+        )
     scans = Scan.objects.filter(pk__in=ids).order_by("pk")
-    return JsonResponse({"scans": [
+    return JsonResponse(
         {
-            "id": scan.pk,
-            "status": scan.status,
-            "status_label": scan.get_status_display(),
-            "failure_reason": scan.failure_reason,
-            "final": scan.is_settled,
+            "scans": [
+                {
+                    "id": scan.pk,
+                    "status": scan.status,
+                    "status_label": scan.get_status_display(),
+                    "failure_reason": scan.failure_reason,
+                    "final": scan.is_settled,
+                }
+                for scan in scans
+            ]
         }
-        for scan in scans
-    ]})
+    )

@@ -18,8 +18,14 @@ CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking switches Chromium keeps dialling Google services, and on
 # machines with no network those connections are refused in bulk and slow every page down.
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 LAPTOP = {"width": 1366, "height": 900}
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -27,7 +27,9 @@ OVERRIDE_NOTE = "Apparent opacity is a positioning artefact; no consolidation."
 def worker(django_db_setup, tmp_path_factory):
     """A real worker, not started: the flow starts it once the radiographer has seen the scans
     queued, so that seeing them change to predicted is certain, not a race."""
-    worker = worker_for_tests(tmp_path_factory.mktemp("browser-worker-logs"), tmp_path_factory.mktemp("browser-media"), name="browser")
+    worker = worker_for_tests(
+        tmp_path_factory.mktemp("browser-worker-logs"), tmp_path_factory.mktemp("browser-media"), name="browser"
+    )
     purge_broker(worker.broker_url)  # tasks left by an earlier run would run first
     yield worker
     worker.stop()
@@ -47,7 +49,9 @@ def xray_files(tmp_path):
     files = {
         "chest-pa.png": png_bytes(seed=11),
         "chest-ap.jpg": jpeg_bytes(seed=12),
-        "chest-dx.dcm": dicom_bytes(seed=13, patient_id=PATIENT["mrn"], patient_name="Browser^Ada", birth_date="20190504", sex="F"),
+        "chest-dx.dcm": dicom_bytes(
+            seed=13, patient_id=PATIENT["mrn"], patient_name="Browser^Ada", birth_date="20190504", sex="F"
+        ),
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -55,7 +59,14 @@ def xray_files(tmp_path):
 
 
 def test_radiographer_uploads_doctor_reviews_admin_sees_the_reviews(
-    open_browser_as, screenshots, worker, browser_model_version, radiographer, doctor, admin_user, xray_files,
+    open_browser_as,
+    screenshots,
+    worker,
+    browser_model_version,
+    radiographer,
+    doctor,
+    admin_user,
+    xray_files,
 ):
     admin_page = open_browser_as(admin_user)
     admin_sees_no_reviews_yet(admin_page, screenshots)
@@ -63,7 +74,9 @@ def test_radiographer_uploads_doctor_reviews_admin_sees_the_reviews(
     scan_ids = radiographer_uploads_three_formats(open_browser_as(radiographer), screenshots, worker, xray_files)
     assert Prediction.objects.filter(scan_id__in=scan_ids, model_version=browser_model_version).count() == 3
 
-    overridden, confirmed = doctor_overrides_the_top_scan_and_confirms_the_next(open_browser_as(doctor), screenshots, scan_ids)
+    overridden, confirmed = doctor_overrides_the_top_scan_and_confirms_the_next(
+        open_browser_as(doctor), screenshots, scan_ids
+    )
     admin_page.reload()
     admin_sees_the_two_reviews(admin_page, screenshots, overridden, confirmed)
 
@@ -189,7 +202,9 @@ def admin_sees_the_two_reviews(page, screenshots, overridden, confirmed):
     for cell, count in expected_matrix([overridden, confirmed]).items():
         expect(page.locator(f'#confusion [data-cell="{cell}"]')).to_have_text(str(count))
     for chart in page.locator("img.chart").all():
-        assert chart.evaluate("img => img.decode().then(() => img.naturalWidth > 0)"), f"chart {chart.get_attribute('alt')} did not load"
+        assert chart.evaluate("img => img.decode().then(() => img.naturalWidth > 0)"), (
+            f"chart {chart.get_attribute('alt')} did not load"
+        )
     screenshots.take(page, "admin-dashboard")
     on_a_tablet(page, screenshots, "admin-dashboard")
 

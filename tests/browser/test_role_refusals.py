@@ -9,16 +9,28 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 ANY_PK = 1  # the role is checked before the object is looked up: no object needed
 REFUSED = {
     "radiographer": [
-        ("review_queue", []), ("review", [ANY_PK]), ("patient_history", [ANY_PK]),
-        ("dashboard", []), ("failed_scans", []), ("model_versions", []),
+        ("review_queue", []),
+        ("review", [ANY_PK]),
+        ("patient_history", [ANY_PK]),
+        ("dashboard", []),
+        ("failed_scans", []),
+        ("model_versions", []),
     ],
     "doctor": [
-        ("upload", []), ("patient_create", []), ("scan_status", []),
-        ("dashboard", []), ("failed_scans", []), ("model_versions", []),
+        ("upload", []),
+        ("patient_create", []),
+        ("scan_status", []),
+        ("dashboard", []),
+        ("failed_scans", []),
+        ("model_versions", []),
     ],
     "admin": [
-        ("patient_list", []), ("patient_create", []), ("upload", []),
-        ("review_queue", []), ("review", [ANY_PK]), ("patient_history", [ANY_PK]),
+        ("patient_list", []),
+        ("patient_create", []),
+        ("upload", []),
+        ("review_queue", []),
+        ("review", [ANY_PK]),
+        ("patient_history", [ANY_PK]),
     ],
 }
 USER_FIXTURES = {"radiographer": "radiographer", "doctor": "doctor", "admin": "admin_user"}

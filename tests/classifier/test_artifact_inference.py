@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from classifier.artifact import (
-    ArtifactError, load_keras_model, read_metadata, save_artifact, tflite_path, verified_metadata, write_metadata,
+    ArtifactError,
+    load_keras_model,
+    read_metadata,
+    save_artifact,
+    tflite_path,
+    verified_metadata,
+    write_metadata,
 )
 from classifier.explain import heatmap_png, heatmap_rgba, overlay_png
 from classifier.inference import Predictor
@@ -43,8 +49,20 @@ def test_tiny_model_really_learns_the_separable_set(predictor, unseen):
 
 def test_metadata_round_trip(tiny_artifact, tmp_path):
     metadata = verified_metadata(tiny_artifact)
-    for key in ("version", "backbone", "input_size", "preprocessing", "threshold", "validation",
-                "training", "sha256", "tflite_sha256", "created_at", "tensorflow_version", "keras_version"):
+    for key in (
+        "version",
+        "backbone",
+        "input_size",
+        "preprocessing",
+        "threshold",
+        "validation",
+        "training",
+        "sha256",
+        "tflite_sha256",
+        "created_at",
+        "tensorflow_version",
+        "keras_version",
+    ):
         assert key in metadata, key
     assert metadata["version"] == TINY_VERSION and metadata["input_size"] == TINY_INPUT_SIZE
     copied = copy_artifact(tiny_artifact, tmp_path)
@@ -89,8 +107,11 @@ def test_fast_path_equals_keras_within_1e4(predictor, unseen):
 
 
 def test_test_time_views_are_averaged_like_the_keras_model_would(tiny_artifact, tmp_path, unseen):
-    keep = {key: value for key, value in read_metadata(tiny_artifact).items()
-            if key in ("version", "backbone", "input_size", "gradcam_layer", "threshold")}
+    keep = {
+        key: value
+        for key, value in read_metadata(tiny_artifact).items()
+        if key in ("version", "backbone", "input_size", "gradcam_layer", "threshold")
+    }
     keras_model = load_keras_model(tiny_artifact)
     save_artifact(keras_model, tmp_path / "tta.keras", keep, test_time_zooms=(1.0, 0.9))
     predictor = Predictor.load(tmp_path / "tta.keras")

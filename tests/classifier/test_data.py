@@ -6,14 +6,17 @@ import pytest
 from classifier.data import list_labeled_images, patient_id_for, split_by_patient, summarize
 
 
-@pytest.mark.parametrize("filename, patient", [
-    ("person123_bacteria_456.jpeg", "person123"),
-    ("person1_virus_6.jpeg", "person1"),
-    ("IM-0115-0001.jpeg", "IM-0115"),
-    ("IM-0429-0001-0002.jpeg", "IM-0429"),
-    ("NORMAL2-IM-0006-0001.jpeg", "NORMAL2-IM-0006"),
-    ("scan_from_site.png", "scan_from_site"),
-])
+@pytest.mark.parametrize(
+    "filename, patient",
+    [
+        ("person123_bacteria_456.jpeg", "person123"),
+        ("person1_virus_6.jpeg", "person1"),
+        ("IM-0115-0001.jpeg", "IM-0115"),
+        ("IM-0429-0001-0002.jpeg", "IM-0429"),
+        ("NORMAL2-IM-0006-0001.jpeg", "NORMAL2-IM-0006"),
+        ("scan_from_site.png", "scan_from_site"),
+    ],
+)
 def test_patient_id_follows_the_dataset_naming(filename, patient):
     assert patient_id_for(filename) == patient
 

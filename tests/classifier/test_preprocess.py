@@ -63,13 +63,16 @@ def test_batch_equals_single_images(chest_8bit):
     np.testing.assert_array_equal(batch[1], preprocess_image(chest_8bit.T.copy(), SIZE))
 
 
-@pytest.mark.parametrize("bad", [
-    np.zeros((10, 10, 2), np.uint8),
-    np.zeros((4, 4, 4, 4), np.uint8),
-    np.zeros((1, 100), np.uint8),
-    np.array([[np.nan, 1.0], [2.0, 3.0]]),
-    np.array([["a", "b"], ["c", "d"]]),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((10, 10, 2), np.uint8),
+        np.zeros((4, 4, 4, 4), np.uint8),
+        np.zeros((1, 100), np.uint8),
+        np.array([[np.nan, 1.0], [2.0, 3.0]]),
+        np.array([["a", "b"], ["c", "d"]]),
+    ],
+)
 def test_impossible_pixel_arrays_are_refused_clearly(bad):
     with pytest.raises(ImageError):
         preprocess_image(bad, SIZE)

@@ -88,7 +88,9 @@ def test_get_predictor_refuses_a_file_that_is_not_the_registered_one(tiny_artifa
 @pytest.mark.django_db
 def test_evaluate_model_command_writes_exact_keys_and_plots(tiny_artifact, labeled_folder, tmp_path, capsys):
     register_model(tiny_artifact, activate=True)
-    call_command("evaluate_model", data=str(labeled_folder), json=str(tmp_path / "m.json"), plots=str(tmp_path / "plots"))
+    call_command(
+        "evaluate_model", data=str(labeled_folder), json=str(tmp_path / "m.json"), plots=str(tmp_path / "plots")
+    )
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert list(metrics) == list(METRIC_KEYS)
     assert metrics["n"] == 40 and metrics["auc"] > 0.95
@@ -117,4 +119,7 @@ def test_register_and_calibrate_commands(tiny_artifact, labeled_folder, capsys):
     from radiology.models import AuditEvent
 
     activations = AuditEvent.objects.filter(action="model_version.activated", actor=None)
-    assert [event.after["active"] for event in activations.order_by("pk")] == [TINY_VERSION, ModelVersion.active().version]
+    assert [event.after["active"] for event in activations.order_by("pk")] == [
+        TINY_VERSION,
+        ModelVersion.active().version,
+    ]

@@ -25,9 +25,19 @@ def test_train_model_writes_a_loadable_calibrated_artifact(tmp_path, capsys):
     site = write_folder(tmp_path / "site", 20, seed=4)
 
     call_command(
-        "train_model", data=str(data), out=str(tmp_path / "model"), run_dir=str(tmp_path / "run"),
-        alpha=0.35, weights="none", input_size=64, head_epochs=1, epochs=1, batch_size=16,
-        calibration=str(site), tta_zooms="1.0,0.9", model_version="test-run",
+        "train_model",
+        data=str(data),
+        out=str(tmp_path / "model"),
+        run_dir=str(tmp_path / "run"),
+        alpha=0.35,
+        weights="none",
+        input_size=64,
+        head_epochs=1,
+        epochs=1,
+        batch_size=16,
+        calibration=str(site),
+        tta_zooms="1.0,0.9",
+        model_version="test-run",
     )
 
     output = capsys.readouterr().out
@@ -47,8 +57,9 @@ def test_train_model_writes_a_loadable_calibrated_artifact(tmp_path, capsys):
 def test_split_only_links_the_same_validation_split_without_training(tmp_path):
     data = write_folder(tmp_path / "train", 48, seed=3)
     for run in ("first", "second"):
-        call_command("train_model", data=str(data), out=str(tmp_path / "unused"),
-                     run_dir=str(tmp_path / run), split_only=True)
+        call_command(
+            "train_model", data=str(data), out=str(tmp_path / "unused"), run_dir=str(tmp_path / run), split_only=True
+        )
     first = sorted(p.name for p in (tmp_path / "first" / "validation-split").rglob("*.jpeg"))
     second = sorted(p.name for p in (tmp_path / "second" / "validation-split").rglob("*.jpeg"))
     assert first and first == second

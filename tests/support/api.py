@@ -2,12 +2,12 @@
 
 from rest_framework.test import APIClient
 
-from radiology import actions
+from radiology.actions import tokens
 
 
 def token_client(user):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {actions.issue_api_token(user, user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {tokens.issue_api_token(user, user).key}")
     return client
 
 

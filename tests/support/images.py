@@ -11,7 +11,9 @@ def chest_like_pixels(size=96, seed=0, bright_lungs=False):
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size] / size
     body = 0.75 - 0.35 * (((x - 0.5) / 0.45) ** 2 + ((y - 0.55) / 0.6) ** 2)
-    lungs = np.exp(-(((x - 0.3) / 0.12) ** 2 + ((y - 0.5) / 0.25) ** 2)) + np.exp(-(((x - 0.7) / 0.12) ** 2 + ((y - 0.5) / 0.25) ** 2))
+    lungs = np.exp(-(((x - 0.3) / 0.12) ** 2 + ((y - 0.5) / 0.25) ** 2)) + np.exp(
+        -(((x - 0.7) / 0.12) ** 2 + ((y - 0.5) / 0.25) ** 2)
+    )
     image = body - (0.1 if bright_lungs else 0.45) * lungs + rng.normal(0, 0.03, (size, size))
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
@@ -30,8 +32,17 @@ def jpeg_bytes(pixels=None, seed=0):
     return buffer.getvalue()
 
 
-def dicom_bytes(pixels=None, seed=0, patient_id="MRN-DCM-1", patient_name="Doe^Jane", birth_date="20200115",
-                sex="F", photometric="MONOCHROME2", with_pixels=True, transfer_syntax=None):
+def dicom_bytes(
+    pixels=None,
+    seed=0,
+    patient_id="MRN-DCM-1",
+    patient_name="Doe^Jane",
+    birth_date="20200115",
+    sex="F",
+    photometric="MONOCHROME2",
+    with_pixels=True,
+    transfer_syntax=None,
+):
     """A minimal valid DX DICOM file written with pydicom."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -21,8 +21,9 @@ from django.db import connection
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # A Redis database of its own, so the worker under test takes only the tasks its tests send and
-# purging it touches nothing else (14 is the suite's default broker, 13 the load benchmark's).
-WORKER_REDIS_DB = 11
+# purging it touches nothing else (14 is the suite's default broker, 13 the load benchmark's);
+# TEST_WORKER_REDIS_DB moves it, so that two checkouts can run their suites side by side.
+WORKER_REDIS_DB = int(os.environ.get("TEST_WORKER_REDIS_DB", "11"))
 
 
 def database_url_for_worker():
@@ -123,10 +124,20 @@ class CeleryWorker:
 
     def command(self):
         command = [
-            sys.executable, "-m", "celery", "-A", "radiology", "worker",
-            "--pool=prefork", "--concurrency=1", "--loglevel=INFO",
-            "--hostname", f"test-{self.name}-{os.getpid()}-{self.starts}@%h",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "radiology",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=1",
+            "--loglevel=INFO",
+            "--hostname",
+            f"test-{self.name}-{os.getpid()}-{self.starts}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
         ]
         if self.beat_schedule:
             command += ["--beat", "--schedule", str(self.beat_schedule)]
@@ -141,8 +152,12 @@ class CeleryWorker:
         self.log_offset = 0
         with open(self.log_path, "wb") as log_file:
             self.process = subprocess.Popen(
-                self.command(), cwd=PROJECT_ROOT, env=self.environment(),
-                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                self.command(),
+                cwd=PROJECT_ROOT,
+                env=self.environment(),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.wait_for_log(" ready.", self.READY_TIMEOUT)
         return self
@@ -153,7 +168,7 @@ class CeleryWorker:
 
     def log_text(self):
         """What the worker logged since it started, or since new_log_section()."""
-        return self.log_path.read_bytes()[self.log_offset:].decode(errors="replace") if self.log_path else ""
+        return self.log_path.read_bytes()[self.log_offset :].decode(errors="replace") if self.log_path else ""
 
     def new_log_section(self):
         """From now on log_text() shows only what comes next: one test's part of a shared worker's log."""
@@ -164,7 +179,9 @@ class CeleryWorker:
             if text in self.log_text():
                 return True
             if not self.running:
-                raise AssertionError(f"The worker exited (code {self.process.returncode}) before logging {text!r}:\n{self.log_tail()}")
+                raise AssertionError(
+                    f"The worker exited (code {self.process.returncode}) before logging {text!r}:\n{self.log_tail()}"
+                )
             return False
 
         wait_until(seen, timeout, lambda: f"The worker did not log {text!r}:\n{self.log_tail()}")
@@ -192,10 +209,8 @@ class CeleryWorker:
         except subprocess.TimeoutExpired:
             self.kill()
         # The pool child may outlive its parent for a moment: the whole group must be gone.
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def worker_for_tests(log_dir, media_root, broker_url=None, **options):

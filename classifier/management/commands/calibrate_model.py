@@ -15,9 +15,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--data", required=True, help="folder with NORMAL/ and PNEUMONIA/")
         parser.add_argument(
-            "--rule", default=DEFAULT_RULE,
-            help=f"'sensitivity>=X' (highest specificity at that sensitivity) or 'youden' "
-                 f"(default {DEFAULT_RULE})",
+            "--rule",
+            default=DEFAULT_RULE,
+            help=f"'sensitivity>=X' (highest specificity at that sensitivity) or 'youden' (default {DEFAULT_RULE})",
         )
         parser.add_argument("--site", help="site name for the version (default: the folder's name)")
         parser.add_argument("--base", help="version to calibrate (default: the active one)")
@@ -35,17 +35,20 @@ class Command(BaseCommand):
                 raise CommandError(f"no model version {options['base']!r}")
         try:
             version = calibrate_model(
-                options["data"], rule=options["rule"], base=base, site=options["site"],
+                options["data"],
+                rule=options["rule"],
+                base=base,
+                site=options["site"],
                 log=lambda message: self.stdout.write(message),
             )
         except (ValueError, FileNotFoundError) as error:
             raise CommandError(str(error)) from error
         if options["activate"]:
-            from radiology.actions import activate_model_version  # audited, like an admin's activation
+            from radiology.actions.registry import activate_model_version  # audited, like an admin's activation
 
             activate_model_version(None, version)
         self.stdout.write(format_table(version.evaluation["site_calibration"]))
         state = "active" if version.is_active else "inactive; an admin can activate it"
-        self.stdout.write(self.style.SUCCESS(
-            f"recorded {version.version} (threshold {version.threshold:.4f}, {state})"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(f"recorded {version.version} (threshold {version.threshold:.4f}, {state})")
+        )

@@ -18,7 +18,8 @@ class Command(BaseCommand):
         parser.add_argument("--model", help="a .keras artifact (default: the active model version)")
         parser.add_argument("--json", required=True, help="where to write the metrics")
         parser.add_argument(
-            "--plots", help="folder for roc_curve.png, confusion_matrix.png and gradcam/*.png overlays",
+            "--plots",
+            help="folder for roc_curve.png, confusion_matrix.png and gradcam/*.png overlays",
         )
 
     def handle(self, *args, **options):
@@ -41,7 +42,9 @@ class Command(BaseCommand):
         self.stdout.write(f"evaluating {name} (threshold {predictor.threshold:.4f}) on {options['data']}")
         try:
             metrics = evaluate_folder(
-                predictor, options["data"], plots_dir=options["plots"],
+                predictor,
+                options["data"],
+                plots_dir=options["plots"],
                 log=lambda message: self.stdout.write(message),
             )
         except FileNotFoundError as error:

@@ -15,7 +15,7 @@ class Command(BaseCommand):
 
         from classifier.artifact import ArtifactError
         from classifier.registry import register_model
-        from radiology.actions import activate_model_version  # audited, like an admin's activation
+        from radiology.actions.registry import activate_model_version  # audited, like an admin's activation
 
         try:
             version = register_model(options["path"])
@@ -24,7 +24,9 @@ class Command(BaseCommand):
         except (ArtifactError, ValidationError) as error:
             raise CommandError(" ".join(getattr(error, "messages", [str(error)]))) from error
         state = "active" if version.is_active else "inactive"
-        self.stdout.write(self.style.SUCCESS(
-            f"registered {version.version} ({state}, threshold {version.threshold:.4f}, "
-            f"sha256 {version.sha256[:12]}...)"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"registered {version.version} ({state}, threshold {version.threshold:.4f}, "
+                f"sha256 {version.sha256[:12]}...)"
+            )
+        )

@@ -29,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--weights",
             help="backbone weights: a local .h5 / .weights.h5 file, 'imagenet' (online), or "
-                 "'none'; default: the ../shared/weights file for --alpha",
+            "'none'; default: the ../shared/weights file for --alpha",
         )
         parser.add_argument("--input-size", type=int, default=224)
         parser.add_argument("--epochs", type=int, default=10, help="phase 2 (fine-tune) epochs, at most")
@@ -40,19 +40,22 @@ class Command(BaseCommand):
         parser.add_argument("--validation-fraction", type=float, default=0.15)
         parser.add_argument("--seed", type=int, default=1337)
         parser.add_argument(
-            "--calibration", help="a site's labeled sample (NORMAL/, PNEUMONIA/) that sets the "
+            "--calibration",
+            help="a site's labeled sample (NORMAL/, PNEUMONIA/) that sets the "
             "threshold; without it the validation split does",
         )
         parser.add_argument("--rule", default=DEFAULT_RULE, help="threshold rule (classifier/threshold.py)")
         parser.add_argument(
-            "--tta-zooms", default="1.0,0.9",
+            "--tta-zooms",
+            default="1.0,0.9",
             help="comma-separated zooms of the test-time views averaged per scan, e.g. 1.0,0.9",
         )
         parser.add_argument("--model-version", help="version name (default mnv2-<alpha*100>-<date>)")
         parser.add_argument(
-            "--split-only", action="store_true",
+            "--split-only",
+            action="store_true",
             help="only link the patient-wise validation split into RUN_DIR/validation-split "
-                 "(to evaluate a trained model on it), then stop",
+            "(to evaluate a trained model on it), then stop",
         )
 
     def handle(self, *args, **options):

@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from radiology import actions
+from radiology.actions import tokens
 
 
 class Command(BaseCommand):
@@ -20,4 +20,4 @@ class Command(BaseCommand):
         if not user.is_active:
             raise CommandError(f"{username} is not active: an inactive user's token would not work.")
         # The command line acts as no one in particular: the audit records a system action.
-        self.stdout.write(actions.issue_api_token(None, user, replace=replace).key)
+        self.stdout.write(tokens.issue_api_token(None, user, replace=replace).key)

@@ -1,0 +1,131 @@
+"""Clinical actions: patients, uploads, the doctors' reviews."""
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
+
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+
+from radiology.actions.audit import audit
+from radiology.actions.files import delete_stored_file
+from radiology.actions.pipeline import enqueue_prediction
+from radiology.ingest import DecodedImage, check_dicom_patient, decode_upload
+from radiology.models import Label, Patient, Prediction, Review, Scan
+
+
+def patient_snapshot(patient):
+    return {"mrn": patient.mrn, "name": patient.name, "birth_date": patient.birth_date.isoformat(), "sex": patient.sex}
+
+
+def create_patient(actor, *, mrn, name, birth_date, sex) -> Patient:
+    patient = Patient(mrn=mrn.strip(), name=name.strip(), birth_date=birth_date, sex=sex)
+    patient.full_clean()
+    try:
+        with transaction.atomic():
+            patient.save()
+            audit(actor, "patient.created", patient, after=patient_snapshot(patient))
+    except IntegrityError:
+        # Another request created the same MRN between the check above and the save.
+        raise ValidationError({"mrn": "A patient with this MRN already exists."}) from None
+    return patient
+
+
+def safe_filename(name: str) -> str:
+    """The last path component of a client-supplied name, whatever its path syntax, without
+    control characters (PostgreSQL refuses NUL; others would garble pages and logs)."""
+    base = PureWindowsPath(PurePosixPath(name or "").name).name
+    return "".join(char for char in base if char.isprintable()).strip()[:255] or "upload"
+
+
+@dataclass
+class UploadResult:
+    scan: Scan
+    duplicate: bool  # the same file was already uploaded for this patient: nothing new was stored
+
+
+def upload_scan(
+    actor, patient: Patient, filename: str, data: bytes, decoded: DecodedImage | None = None
+) -> UploadResult:
+    """Store an X-ray for a patient and queue its prediction. Raises RejectedUpload, storing nothing."""
+    decoded = decoded or decode_upload(data)
+    check_dicom_patient(decoded, patient.mrn)
+    existing = Scan.objects.filter(patient=patient, sha256=decoded.sha256).first()
+    if existing:
+        audit(actor, "scan.duplicate_upload", existing, after={"original_filename": safe_filename(filename)})
+        return UploadResult(existing, duplicate=True)
+
+    original = safe_filename(filename)
+    scan = Scan(
+        patient=patient,
+        image_format=decoded.image_format,
+        original_filename=original,
+        sha256=decoded.sha256,
+        uploaded_by=actor,
+    )
+    extension = {"png": ".png", "jpeg": ".jpg", "dicom": ".dcm"}[decoded.image_format]
+    try:
+        with transaction.atomic():
+            scan.image.save(f"upload{extension}", ContentFile(data), save=False)
+            scan.save()
+            audit(
+                actor,
+                "scan.uploaded",
+                scan,
+                after={"patient": patient.pk, "original_filename": original, "sha256": scan.sha256},
+            )
+            transaction.on_commit(lambda: enqueue_prediction(scan.pk))
+    except IntegrityError:
+        # A concurrent upload of the same file for this patient won the race.
+        delete_stored_file(scan.image)
+        existing = Scan.objects.get(patient=patient, sha256=decoded.sha256)
+        audit(actor, "scan.duplicate_upload", existing, after={"original_filename": original})
+        return UploadResult(existing, duplicate=True)
+    except BaseException:
+        delete_stored_file(scan.image)  # never leave an orphan file behind a failed upload
+        raise
+    return UploadResult(scan, duplicate=False)
+
+
+def review_scan(actor, scan: Scan, decision: str, note: str = "", final_label: str | None = None) -> Review:
+    """A doctor's decision on the model's prediction. A later review corrects an earlier one; both stay.
+
+    `final_label`, when given (API clients state it), must be the label the decision implies: a
+    client that confirms a prediction it has not seen is refused rather than recorded."""
+    note = (note or "").strip()
+    if decision not in Review.Decision.values:
+        raise ValidationError({"decision": f"Decision must be one of: {', '.join(Review.Decision.values)}."})
+    if decision == Review.Decision.OVERRIDE and not note:
+        raise ValidationError({"note": "A note is required to override the model's prediction."})
+    with transaction.atomic():
+        scan = Scan.objects.select_for_update().get(pk=scan.pk)
+        prediction = Prediction.objects.filter(scan=scan).first()
+        if prediction is None:
+            raise ValidationError("This scan has no prediction to review yet.")
+        previous = scan.latest_review()
+        implied = prediction.label if decision == Review.Decision.CONFIRM else Label.other(prediction.label)
+        if final_label is not None and final_label != implied:
+            raise ValidationError(
+                {"final_label": f"To {decision} this {prediction.label} prediction gives {implied}, not {final_label}."}
+            )
+        final_label = implied
+        review = Review.objects.create(
+            scan=scan, doctor=actor, decision=decision, final_label=final_label, note=note, supersedes=previous
+        )
+        before = {"status": scan.status, "final_label": previous.final_label if previous else None}
+        scan.status = Scan.Status.REVIEWED
+        scan.save(update_fields=["status"])
+        audit(
+            actor,
+            "scan.reviewed" if previous is None else "scan.review_corrected",
+            scan,
+            before=before,
+            after={
+                "status": scan.status,
+                "decision": decision,
+                "final_label": final_label,
+                "note": note,
+                "review": review.pk,
+            },
+        )
+    return review
