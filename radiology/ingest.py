@@ -34,6 +34,8 @@ class DecodedImage:
     pixels: np.ndarray
     sha256: str
     dicom_patient: dict = field(default_factory=dict)  # mrn, name, birth_date, sex when DICOM has them
+    # study_date, modality, body_part, view_position, study_uid, series_uid, sop_instance_uid when DICOM has them
+    dicom_study: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -87,10 +89,10 @@ def decode_upload(data: bytes) -> DecodedImage:
     if image_format is None:
         raise RejectedUpload("This is not a PNG, JPEG or DICOM file (its content was checked, not its name).")
     if image_format == "dicom":
-        pixels, patient = decode_dicom(data)
+        pixels, patient, study = decode_dicom(data)
     else:
-        pixels, patient = decode_raster(data, image_format), {}
-    return DecodedImage(image_format, pixels, hashlib.sha256(data).hexdigest(), patient)
+        pixels, patient, study = decode_raster(data, image_format), {}, {}
+    return DecodedImage(image_format, pixels, hashlib.sha256(data).hexdigest(), patient, study)
 
 
 def readable_size(size: int) -> str:
@@ -141,7 +143,7 @@ def decode_dicom(data: bytes):
 
     try:
         dataset = pydicom.dcmread(io.BytesIO(data))
-        return dicom_pixels(dataset), dicom_patient(dataset)
+        return dicom_pixels(dataset), dicom_patient(dataset), dicom_study(dataset)
     except RejectedUpload:
         raise
     except Exception as error:  # pydicom parses elements lazily and raises many types for damaged ones
@@ -193,11 +195,43 @@ def dicom_patient(dataset) -> dict:
     if dataset.get("PatientName"):
         # DICOM person names are Family^Given^Middle.
         patient["name"] = " ".join(reversed([p for p in str(dataset.PatientName).split("^")[:2] if p])).strip()
-    birth = str(dataset.get("PatientBirthDate", "") or "")
-    if len(birth) == 8 and birth.isdigit():
-        with contextlib.suppress(ValueError):
-            patient["birth_date"] = date(int(birth[:4]), int(birth[4:6]), int(birth[6:]))
+    birth_date = dicom_date(dataset.get("PatientBirthDate"))
+    if birth_date:
+        patient["birth_date"] = birth_date
     sex = str(dataset.get("PatientSex", "") or "").strip().upper()
     if sex in ("M", "F", "O"):
         patient["sex"] = sex
     return patient
+
+
+def dicom_date(value) -> date | None:
+    text = str(value or "").strip()
+    if len(text) == 8 and text.isdigit():
+        with contextlib.suppress(ValueError):
+            return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    return None
+
+
+DICOM_STUDY_TEXT = {
+    "modality": "Modality",
+    "body_part": "BodyPartExamined",
+    "view_position": "ViewPosition",
+    "study_uid": "StudyInstanceUID",
+    "series_uid": "SeriesInstanceUID",
+    "sop_instance_uid": "SOPInstanceUID",
+}
+
+
+def dicom_study(dataset) -> dict:
+    """What the file says about the study: its date, the acquisition (modality, body part, view) and its UIDs."""
+    study = {
+        key: str(dataset.get(keyword)).strip().upper()
+        if key in ("modality", "body_part", "view_position")
+        else str(dataset.get(keyword)).strip()
+        for key, keyword in DICOM_STUDY_TEXT.items()
+        if dataset.get(keyword)
+    }
+    study_date = dicom_date(dataset.get("StudyDate"))
+    if study_date:
+        study["study_date"] = study_date
+    return study
