@@ -101,7 +101,8 @@ class Scan(models.Model):
         return self.status in (self.Status.PREDICTED, self.Status.FAILED, self.Status.REVIEWED)
 
     def latest_review(self):
-        return self.reviews.order_by("-created_at", "-pk").first()
+        """The review in force: the end of the chain of corrections (see Review's constraints)."""
+        return self.reviews.select_related("doctor").filter(superseded_by__isnull=True).order_by("-pk").first()
 
 
 class Prediction(models.Model):
@@ -136,6 +137,13 @@ class Review(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # With `supersedes` one-to-one, a scan's reviews form one chain: one first review, and
+            # each review corrected at most once. Concurrent first reviews: the database takes one.
+            models.UniqueConstraint(
+                fields=["scan"], condition=models.Q(supersedes__isnull=True), name="one_first_review_per_scan"
+            )
+        ]
 
     def __str__(self):
         return f"{self.get_decision_display()} {self.final_label} on scan {self.scan_id}"

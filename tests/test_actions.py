@@ -100,7 +100,9 @@ def test_override_needs_a_note_and_flips_the_label(doctor):
 def test_a_correction_is_a_new_review_and_both_stay_audited(doctor):
     prediction = PredictionFactory(probability=0.2)
     first = clinical.review_scan(doctor, prediction.scan, "confirm")
-    correction = clinical.review_scan(doctor, prediction.scan, "override", "Missed a left lower lobe opacity.")
+    correction = clinical.review_scan(
+        doctor, prediction.scan, "override", "Missed a left lower lobe opacity.", supersedes=first
+    )
     assert first.final_label == "NORMAL" and correction.final_label == "PNEUMONIA"
     assert correction.supersedes == first
     assert prediction.scan.latest_review() == correction

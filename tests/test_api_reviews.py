@@ -67,7 +67,9 @@ def test_a_later_review_corrects_the_earlier_one(doctor, predicted):
     first = client.post(URL, {"scan": predicted.pk, "decision": "confirm"}, format="json").json()
 
     second = client.post(
-        URL, {"scan": predicted.pk, "decision": "override", "note": "Second look."}, format="json"
+        URL,
+        {"scan": predicted.pk, "decision": "override", "note": "Second look.", "supersedes": first["id"]},
+        format="json",
     ).json()
 
     assert second["supersedes"] == first["id"]

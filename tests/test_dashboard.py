@@ -54,7 +54,9 @@ def fixed_set(doctor):
     v2 = ModelVersionFactory(version="v2", threshold=0.3)
     plan = [(0.9, "confirm"), (0.8, "confirm"), (0.6, "confirm"), (0.3, "override"), (0.2, "confirm"), (0.1, "confirm")]
     scans = [reviewed(doctor, v1, p, decision, 10 * (i + 1), 60 * (i + 1)) for i, (p, decision) in enumerate(plan)]
-    correction = clinical.review_scan(doctor, scans[1], "override", "Effusion, not pneumonia.")
+    correction = clinical.review_scan(
+        doctor, scans[1], "override", "Effusion, not pneumonia.", supersedes=scans[1].latest_review()
+    )
     Review.objects.filter(pk=correction.pk).update(created_at=UPLOADED + timedelta(hours=5))
     reviewed(doctor, v2, 0.4, "confirm", 5, 5, uploaded=UPLOADED + timedelta(days=10))
     PredictionFactory(model_version=v1, probability=0.95)  # waiting for review: not counted

@@ -88,8 +88,15 @@ def test_a_review_is_corrected_by_a_new_review(doctor_client):
     page = doctor_client.get(reverse("review", args=[scan.pk])).content.decode()
     assert "Correct this review" in page and "Reviews are final" in page
 
+    assert f'name="supersedes" value="{scan.latest_review().pk}"' in page
+
     doctor_client.post(
-        reverse("review", args=[scan.pk]), {"decision": "override", "note": "Missed consolidation, right lower lobe."}
+        reverse("review", args=[scan.pk]),
+        {
+            "decision": "override",
+            "note": "Missed consolidation, right lower lobe.",
+            "supersedes": scan.latest_review().pk,
+        },
     )
     first, correction = Review.objects.filter(scan=scan).order_by("created_at", "pk")
     assert first.final_label == "NORMAL" and correction.final_label == "PNEUMONIA"

@@ -87,45 +87,79 @@ def upload_scan(
     return UploadResult(scan, duplicate=False)
 
 
-def review_scan(actor, scan: Scan, decision: str, note: str = "", final_label: str | None = None) -> Review:
+class ReviewConflict(Exception):
+    """The review was decided on a stale view: the scan's latest review is no longer the one the
+    doctor saw (`latest` is the one recorded meanwhile, None if the one seen is gone). Nothing changed."""
+
+    def __init__(self, latest: Review | None):
+        self.latest = latest
+        recorded = f"review {latest.pk} ({latest.final_label} by {latest.doctor})" if latest else "no review"
+        super().__init__(f"This scan's latest review is now {recorded}: look at it before deciding again.")
+
+
+def review_scan(
+    actor,
+    scan: Scan,
+    decision: str,
+    note: str = "",
+    final_label: str | None = None,
+    supersedes: Review | int | None = None,
+) -> Review:
     """A doctor's decision on the model's prediction. A later review corrects an earlier one; both stay.
+
+    `supersedes` is the latest review the doctor saw (None: they saw none). When it is not the
+    scan's latest review at commit time, ReviewConflict is raised and nothing changes: a double
+    submission or a second doctor's stale page never flips a label unseen. The scan row lock
+    serializes reviews of one scan; the `one_first_review_per_scan` constraint and the one-to-one
+    `supersedes` back it in the database.
 
     `final_label`, when given (API clients state it), must be the label the decision implies: a
     client that confirms a prediction it has not seen is refused rather than recorded."""
     note = (note or "").strip()
+    seen_id = supersedes.pk if isinstance(supersedes, Review) else supersedes
     if decision not in Review.Decision.values:
         raise ValidationError({"decision": f"Decision must be one of: {', '.join(Review.Decision.values)}."})
     if decision == Review.Decision.OVERRIDE and not note:
         raise ValidationError({"note": "A note is required to override the model's prediction."})
-    with transaction.atomic():
-        scan = Scan.objects.select_for_update().get(pk=scan.pk)
-        prediction = Prediction.objects.filter(scan=scan).first()
-        if prediction is None:
-            raise ValidationError("This scan has no prediction to review yet.")
-        previous = scan.latest_review()
-        implied = prediction.label if decision == Review.Decision.CONFIRM else Label.other(prediction.label)
-        if final_label is not None and final_label != implied:
-            raise ValidationError(
-                {"final_label": f"To {decision} this {prediction.label} prediction gives {implied}, not {final_label}."}
+    try:
+        with transaction.atomic():
+            scan = Scan.objects.select_for_update().get(pk=scan.pk)
+            prediction = Prediction.objects.filter(scan=scan).first()
+            if prediction is None:
+                raise ValidationError("This scan has no prediction to review yet.")
+            previous = scan.latest_review()
+            if (previous.pk if previous else None) != seen_id:
+                raise ReviewConflict(previous)
+            implied = prediction.label if decision == Review.Decision.CONFIRM else Label.other(prediction.label)
+            if final_label is not None and final_label != implied:
+                raise ValidationError(
+                    {
+                        "final_label": f"To {decision} this {prediction.label} prediction gives {implied}, not {final_label}."
+                    }
+                )
+            final_label = implied
+            review = Review.objects.create(
+                scan=scan, doctor=actor, decision=decision, final_label=final_label, note=note, supersedes=previous
             )
-        final_label = implied
-        review = Review.objects.create(
-            scan=scan, doctor=actor, decision=decision, final_label=final_label, note=note, supersedes=previous
-        )
-        before = {"status": scan.status, "final_label": previous.final_label if previous else None}
-        scan.status = Scan.Status.REVIEWED
-        scan.save(update_fields=["status"])
-        audit(
-            actor,
-            "scan.reviewed" if previous is None else "scan.review_corrected",
-            scan,
-            before=before,
-            after={
-                "status": scan.status,
-                "decision": decision,
-                "final_label": final_label,
-                "note": note,
-                "review": review.pk,
-            },
-        )
+            before = {"status": scan.status, "final_label": previous.final_label if previous else None}
+            scan.status = Scan.Status.REVIEWED
+            scan.save(update_fields=["status"])
+            audit(
+                actor,
+                "scan.reviewed" if previous is None else "scan.review_corrected",
+                scan,
+                before=before,
+                after={
+                    "status": scan.status,
+                    "decision": decision,
+                    "final_label": final_label,
+                    "note": note,
+                    "review": review.pk,
+                    "supersedes": previous.pk if previous else None,
+                },
+            )
+    except IntegrityError:
+        # Only reachable without the row lock's protection (e.g. a scan row replaced): the
+        # constraints refused a second first review or a second correction of the same review.
+        raise ReviewConflict(Scan(pk=scan.pk).latest_review()) from None
     return review

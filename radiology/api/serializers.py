@@ -154,6 +154,22 @@ class ReviewCreateSerializer(serializers.Serializer):
         help_text="Optional: the label this decision gives; refused if it is not what the decision implies.",
     )
     note = serializers.CharField(required=False, allow_blank=True, max_length=5000, help_text="Required to override.")
+    supersedes = serializers.PrimaryKeyRelatedField(
+        queryset=Review.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text=(
+            "The id of the scan's latest review you saw (null or absent: you saw none). If another review "
+            "was recorded since, the answer is 409 with it, and nothing changes."
+        ),
+    )
+
+
+class ReviewConflictSerializer(ErrorSerializer):
+    latest_review = ReviewSerializer(
+        allow_null=True, help_text="The scan's latest review now: decide again knowing it (name it in `supersedes`)."
+    )
 
 
 # --- metrics --------------------------------------------------------------------------------------

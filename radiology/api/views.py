@@ -175,16 +175,31 @@ class ReviewViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Confirm or override the model's prediction (doctors)",
-        description="A later review of the same scan corrects the earlier one; both are kept. Overriding needs a `note`.",
-        responses={201: s.ReviewSerializer},
+        description=(
+            "A later review of the same scan corrects the earlier one; both are kept. Overriding needs a `note`. "
+            "`supersedes` names the latest review you saw (null for a first review): when another review was "
+            "recorded meanwhile (a second doctor, a double submission) the answer is 409 with the scan's "
+            "latest review, and nothing is recorded."
+        ),
+        responses={201: s.ReviewSerializer, 409: s.ReviewConflictSerializer},
     )
     def create(self, request):
         form = self.get_serializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        review = clinical.review_scan(
-            request.user, data["scan"], data["decision"], data.get("note", ""), data.get("final_label")
-        )
+        try:
+            review = clinical.review_scan(
+                request.user,
+                data["scan"],
+                data["decision"],
+                data.get("note", ""),
+                data.get("final_label"),
+                supersedes=data["supersedes"],
+            )
+        except clinical.ReviewConflict as conflict:
+            latest = s.ReviewSerializer(conflict.latest).data if conflict.latest else None
+            body = {**error_body(409, "conflict", str(conflict)), "latest_review": latest}
+            return Response(body, status=status.HTTP_409_CONFLICT)
         return Response(s.ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
 
 

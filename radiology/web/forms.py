@@ -138,6 +138,8 @@ class ReviewForm(forms.Form):
     note = forms.CharField(
         label="Note (required to override)", required=False, widget=forms.Textarea(attrs={"rows": 3})
     )
+    # The latest review on the page when it was opened: a review recorded since makes this one stale.
+    supersedes = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
 
 class DashboardFilterForm(forms.Form):

@@ -61,10 +61,20 @@ def review(request, pk):
         pk=pk,
         prediction__isnull=False,
     )
-    form = ReviewForm(request.POST or None)
+    latest = scan.latest_review()
+    form = ReviewForm(request.POST or None, initial={"supersedes": latest.pk if latest else None})
+    conflict = None
     if form.is_bound and form.is_valid():
+        data = form.cleaned_data
         try:
-            saved = clinical.review_scan(request.user, scan, form.cleaned_data["decision"], form.cleaned_data["note"])
+            saved = clinical.review_scan(
+                request.user, scan, data["decision"], data["note"], supersedes=data["supersedes"]
+            )
+        except clinical.ReviewConflict as stale:
+            # Show what was recorded meanwhile; the doctor's note stays, and deciding again now
+            # corrects the review they have just seen.
+            conflict, latest = stale, stale.latest
+            form = ReviewForm(initial={"note": data["note"], "supersedes": latest.pk if latest else None})
         except ValidationError as error:
             form.add_error(None, error)
         else:
@@ -84,9 +94,11 @@ def review(request, pk):
             "prediction": scan.prediction,
             "reviews": reviews,
             "form": form,
+            "conflict": conflict,
+            "latest_review": latest,
             "next_scan_id": next_in_queue(scan.pk),
         },
-        status=400 if form.errors else 200,
+        status=409 if conflict else 400 if form.errors else 200,
     )
 
 
