@@ -144,6 +144,7 @@ class Review(models.Model):
                 fields=["scan"], condition=models.Q(supersedes__isnull=True), name="one_first_review_per_scan"
             )
         ]
+        permissions = [("view_review_note", "Can read the doctors' review notes")]
 
     def __str__(self):
         return f"{self.get_decision_display()} {self.final_label} on scan {self.scan_id}"

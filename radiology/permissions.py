@@ -1,7 +1,9 @@
 """Roles and what each may do: the one place pages and the API both ask.
 
 A role is a Django group; an action is a named capability backed by one Django permission,
-so an administrator can also grant a single capability to a person outside the three roles.
+so an administrator can also grant a single capability to a person outside the roles. Three roles
+are for people and use the pages; `integration` is for service accounts (PACS bridges, scripts)
+that use the API only.
 """
 
 from functools import wraps
@@ -9,8 +11,9 @@ from functools import wraps
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 
-RADIOGRAPHER, DOCTOR, ADMIN = "radiographer", "doctor", "admin"
-ROLES = (RADIOGRAPHER, DOCTOR, ADMIN)
+RADIOGRAPHER, DOCTOR, ADMIN, INTEGRATION = "radiographer", "doctor", "admin", "integration"
+HUMAN_ROLES = (RADIOGRAPHER, DOCTOR, ADMIN)
+ROLES = (*HUMAN_ROLES, INTEGRATION)
 
 # action -> the permission that grants it
 ACTIONS = {
@@ -18,6 +21,9 @@ ACTIONS = {
     "view_patients": "radiology.view_patient",
     "upload_scans": "radiology.add_scan",
     "view_scan_status": "radiology.view_scan",
+    "view_predictions": "radiology.view_prediction",
+    "view_final_labels": "radiology.view_review",
+    "view_review_notes": "radiology.view_review_note",
     "view_scan_images": "radiology.view_scan_image",
     "view_heatmaps": "radiology.view_scan_heatmap",
     "review_scans": "radiology.add_review",
@@ -31,7 +37,16 @@ ACTIONS = {
 }
 ROLE_ACTIONS = {
     RADIOGRAPHER: ["manage_patients", "view_patients", "upload_scans", "view_scan_status", "view_scan_images"],
-    DOCTOR: ["view_patients", "view_scan_images", "view_heatmaps", "review_scans", "view_patient_history"],
+    DOCTOR: [
+        "view_patients",
+        "view_scan_images",
+        "view_heatmaps",
+        "review_scans",
+        "view_patient_history",
+        "view_predictions",
+        "view_final_labels",
+        "view_review_notes",
+    ],
     ADMIN: [
         "view_dashboard",
         "requeue_scans",
@@ -40,6 +55,14 @@ ROLE_ACTIONS = {
         "activate_model_versions",
         "manage_users",
         "manage_tokens",
+    ],
+    INTEGRATION: [
+        "manage_patients",
+        "view_patients",
+        "upload_scans",
+        "view_scan_status",
+        "view_predictions",
+        "view_final_labels",
     ],
 }
 
@@ -60,6 +83,11 @@ def can(user, action):
     return bool(user and user.is_authenticated and user.has_perm(ACTIONS[action]))
 
 
+def is_service_account(user):
+    """An integration account: it works through the API, never the pages."""
+    return bool(user and user.is_authenticated and user.groups.filter(name=INTEGRATION).exists())
+
+
 def role_of(user):
     names = set(user.groups.values_list("name", flat=True)) if user.is_authenticated else set()
     return next((role for role in ROLES if role in names), None)
@@ -72,6 +100,8 @@ def require(action):
         @wraps(view)
         @login_required
         def wrapper(request, *args, **kwargs):
+            if is_service_account(request.user):
+                raise PermissionDenied("Service accounts use the API, not the pages.")
             if not can(request.user, action):
                 raise PermissionDenied(f"Your role may not {action.replace('_', ' ')}.")
             return view(request, *args, **kwargs)

@@ -45,6 +45,12 @@ def admin_user(db):
 
 
 @pytest.fixture
+def integration_account(db):
+    """A service account (PACS bridge, script): API only."""
+    return UserFactory(username="pacs-bridge", role="integration")
+
+
+@pytest.fixture
 def outsider(db):
     """A logged-in user with no role."""
     return UserFactory(username="nobody")

@@ -15,6 +15,16 @@ BODY_ERROR_DESCRIPTIONS = {"413": "The request body is larger than the server ac
 
 
 class ErrorDocumentingAutoSchema(AutoSchema):
+    def _map_basic_serializer(self, serializer, direction):
+        # A field shown by role (RoleFieldsMixin) is absent for other roles: not required.
+        schema = super()._map_basic_serializer(serializer, direction)
+        role_fields = getattr(serializer, "role_fields", {})
+        if role_fields and "required" in schema:
+            schema["required"] = [name for name in schema["required"] if name not in role_fields]
+            if not schema["required"]:
+                del schema["required"]
+        return schema
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         errors = dict(ERROR_DESCRIPTIONS)

@@ -8,12 +8,30 @@ from rest_framework.authtoken.models import Token
 
 from classifier.models import ModelVersion
 from radiology.models import Label, Patient, Prediction, Review, Scan
+from radiology.permissions import can
 
 
 def absolute_url(serializer, name, pk):
     path = reverse(name, args=[pk])
     request = serializer.context.get("request")
     return request.build_absolute_uri(path) if request else path
+
+
+class RoleFieldsMixin:
+    """Fields shown only to a caller who may do the named action, so the API shows each role what
+    its pages show. Without a request in the context nothing role-bound is shown (fail closed).
+    The schema lists these fields as optional."""
+
+    role_fields = {}  # field name -> action (radiology.permissions.ACTIONS)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        user = request.user if request is not None else None
+        for field, action in self.role_fields.items():
+            if not can(user, action):
+                data.pop(field, None)
+        return data
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -57,7 +75,7 @@ class PatientSummarySerializer(serializers.ModelSerializer):
 # --- scans ----------------------------------------------------------------------------------------
 
 
-class PredictionSerializer(serializers.ModelSerializer):
+class PredictionSerializer(RoleFieldsMixin, serializers.ModelSerializer):
     model_version = serializers.CharField(source="model_version.version", read_only=True)
     heatmap_url = serializers.SerializerMethodField(help_text="The Grad-CAM heatmap (PNG); doctors only.")
 
@@ -65,19 +83,26 @@ class PredictionSerializer(serializers.ModelSerializer):
         model = Prediction
         fields = ["probability", "label", "threshold", "model_version", "heatmap_url", "created_at"]
 
+    role_fields = {"heatmap_url": "view_heatmaps"}
+
     def get_heatmap_url(self, prediction) -> str:
         return absolute_url(self, "api-scan-heatmap", prediction.scan_id)
 
 
-class ReviewSerializer(serializers.ModelSerializer):
+class ReviewSerializer(RoleFieldsMixin, serializers.ModelSerializer):
     doctor = serializers.CharField(source="doctor.username", read_only=True)
 
     class Meta:
         model = Review
         fields = ["id", "scan", "doctor", "decision", "final_label", "note", "supersedes", "created_at"]
 
+    role_fields = {"note": "view_review_notes"}
 
-class ScanSerializer(serializers.ModelSerializer):
+
+class ScanSerializer(RoleFieldsMixin, serializers.ModelSerializer):
+    """A scan as each role's pages show it: radiographers and admins its status; integration
+    accounts also the prediction and the final labels; doctors everything, notes included."""
+
     prediction = serializers.SerializerMethodField()
     reviews = ReviewSerializer(many=True, read_only=True)
     uploaded_by = serializers.CharField(source="uploaded_by.username", read_only=True)
@@ -98,6 +123,12 @@ class ScanSerializer(serializers.ModelSerializer):
             "prediction",
             "reviews",
         ]
+
+    role_fields = {
+        "image_url": "view_scan_images",
+        "prediction": "view_predictions",
+        "reviews": "view_final_labels",
+    }
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, scan):

@@ -197,10 +197,16 @@ class ReviewViewSet(viewsets.GenericViewSet):
                 supersedes=data["supersedes"],
             )
         except clinical.ReviewConflict as conflict:
-            latest = s.ReviewSerializer(conflict.latest).data if conflict.latest else None
+            latest = (
+                s.ReviewSerializer(conflict.latest, context=self.get_serializer_context()).data
+                if conflict.latest
+                else None
+            )
             body = {**error_body(409, "conflict", str(conflict)), "latest_review": latest}
             return Response(body, status=status.HTTP_409_CONFLICT)
-        return Response(s.ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+        return Response(
+            s.ReviewSerializer(review, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED
+        )
 
 
 class MetricsView(APIView):

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from radiology.actions import clinical
 from radiology.models import Patient, Scan
-from radiology.permissions import can, require
+from radiology.permissions import can, is_service_account, require
 from radiology.web.forms import PatientForm, PatientSearchForm, UploadForm
 
 PAGE_SIZE = 25
@@ -41,6 +41,8 @@ def page_of(request, items, size=PAGE_SIZE):
 
 @login_required
 def home(request):
+    if is_service_account(request.user):
+        raise PermissionDenied("Service accounts use the API, not the pages.")
     for action, page in START_PAGES:
         if can(request.user, action):
             return redirect(page)

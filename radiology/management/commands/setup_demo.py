@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
-from radiology.permissions import ADMIN, ROLES
+from radiology.permissions import ADMIN, HUMAN_ROLES
 
 CREDENTIALS_FILE = settings.VAR_DIR / "demo-credentials.json"
 
@@ -21,7 +21,7 @@ class Command(BaseCommand):
 
         credentials = json.loads(CREDENTIALS_FILE.read_text()) if CREDENTIALS_FILE.exists() else {}
         User = get_user_model()
-        for role in ROLES:
+        for role in HUMAN_ROLES:
             user, created = User.objects.get_or_create(username=role)
             if created or role not in credentials:
                 credentials[role] = secrets.token_urlsafe(9)
@@ -36,5 +36,5 @@ class Command(BaseCommand):
         version = ensure_bundled_model()
         self.stdout.write(f"Active model: {version.version} (threshold {version.threshold:.3f})")
         self.stdout.write("Demo users (for demonstration only):")
-        for role in ROLES:
+        for role in HUMAN_ROLES:
             self.stdout.write(f"  {role:<13} password: {credentials[role]}")
