@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "axes",
     "classifier",
     "radiology",
+    "radiology.pacs",
 ]
 
 MIDDLEWARE = [
@@ -223,6 +224,20 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("REQUEUE_SWEEP_SECONDS", 60),
     },
 }
+
+# PACS over DICOMweb (radiology.pacs): unset = no PACS. With it set, the beat schedule polls the
+# archive for new CR/DX instances and sends the results (SR, secondary capture) from the outbox.
+PACS_DICOMWEB_URL = env_str("PACS_DICOMWEB_URL").strip().rstrip("/")
+PACS_USERNAME = env_str("PACS_USERNAME")
+PACS_PASSWORD = env_str("PACS_PASSWORD")
+PACS_POLL_SECONDS = env_int("PACS_POLL_SECONDS", 10)
+PACS_TIMEOUT_SECONDS = env_int("PACS_TIMEOUT_SECONDS", 30)
+if PACS_DICOMWEB_URL:
+    CELERY_BEAT_SCHEDULE["pacs-poll"] = {"task": "radiology.pacs.tasks.poll_pacs", "schedule": PACS_POLL_SECONDS}
+    CELERY_BEAT_SCHEDULE["pacs-send-outbox"] = {
+        "task": "radiology.pacs.tasks.send_outbox",
+        "schedule": PACS_POLL_SECONDS,
+    }
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -102,3 +102,19 @@ def model_version(db, tiny_artifact):
     from classifier.registry import register_model
 
     return register_model(tiny_artifact, activate=True)
+
+
+@pytest.fixture
+def orthanc(tmp_path, settings):
+    """A real Orthanc PACS with DICOMweb, empty, that PneumoScan is configured to use."""
+    from tests.support.orthanc import PASSWORD, USERNAME, OrthancServer, orthanc_missing_reason
+
+    missing = orthanc_missing_reason()
+    if missing:
+        pytest.skip(f"No real PACS for this test: {missing}.")
+    server = OrthancServer(tmp_path / "orthanc")
+    server.start()
+    settings.PACS_DICOMWEB_URL = server.dicomweb_url
+    settings.PACS_USERNAME, settings.PACS_PASSWORD = USERNAME, PASSWORD
+    yield server
+    server.stop()

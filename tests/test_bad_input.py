@@ -34,7 +34,7 @@ REFUSED = {
     "enormous_dimensions.dcm": "pixel limit",
     "text_named.png": "not a PNG, JPEG or DICOM",
     "no_pixel_data.dcm": "no pixel data",
-    "jpeg_ls.dcm": "JPEG-LS",
+    "jpeg_lossless.dcm": "JPEG Lossless",
 }
 TRAVERSAL_NAMES = ["../../x.png", "..\\..\\x.png", "/etc/cron.d/x.png", "C:\\Windows\\x.png", "scans/../../x.png"]
 
@@ -93,11 +93,26 @@ def test_pillow_bound_alone_refuses_bombs(name, monkeypatch):
         decode_upload(corpus(name))
 
 
-def test_jpeg_ls_refusal_names_the_transfer_syntax():
+def test_undecodable_compression_refusal_names_the_transfer_syntax():
     with pytest.raises(RejectedUpload) as refusal:
-        decode_upload(corpus("jpeg_ls.dcm"))
-    assert "JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80)" in str(refusal.value)
+        decode_upload(corpus("jpeg_lossless.dcm"))
+    assert "(1.2.840.10008.1.2.4.70)" in str(refusal.value)
     assert "cannot decode" in str(refusal.value)
+
+
+def test_jpeg_ls_dicom_is_decoded_to_its_original_pixels():
+    """JPEG-LS is common in archives (PACS ingest); pyjpegls, which highdicom needs, decodes it."""
+    from pydicom import dcmread
+    from pydicom.uid import JPEGLSLossless
+
+    dataset = dcmread(io.BytesIO(dicom_bytes(seed=11)))
+    original = decode_upload(dicom_bytes(seed=11)).pixels
+    dataset.compress(JPEGLSLossless)
+    written = io.BytesIO()
+    dataset.save_as(written, enforce_file_format=True)
+    decoded = decode_upload(written.getvalue())
+    assert decoded.image_format == "dicom"
+    np.testing.assert_array_equal(decoded.pixels, original)
 
 
 def jpeg_2000_dicom(seed) -> bytes:

@@ -55,19 +55,19 @@ def enormous_dicom() -> bytes:
     return buffer.getvalue()
 
 
-def jpeg_ls_dicom() -> bytes:
-    """A DICOM labelled JPEG-LS Lossless (no JPEG-LS decoder is installed) with encapsulated pixel data.
+def jpeg_lossless_dicom() -> bytes:
+    """A DICOM labelled JPEG Lossless SV1 (no decoder for it is installed) with encapsulated pixel data.
 
-    The fragment holds a JPEG-LS start-of-image and start-of-frame header only: the refusal must
+    The fragment holds a JPEG start-of-image and lossless start-of-frame header only: the refusal must
     come from the missing decoder, named in the message, whatever the codestream.
     """
     from pydicom import dcmread
     from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEGLSLossless
+    from pydicom.uid import JPEGLosslessSV1
 
     dataset = dcmread(io.BytesIO(dicom_bytes(seed=9)))
-    dataset.file_meta.TransferSyntaxUID = JPEGLSLossless
-    frame = b"\xff\xd8" + b"\xff\xf7" + struct.pack(">HBHHB", 11, 12, 96, 96, 1) + b"\x01\x11\x00" + b"\xff\xd9"
+    dataset.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    frame = b"\xff\xd8" + b"\xff\xc3" + struct.pack(">HBHHB", 11, 12, 96, 96, 1) + b"\x01\x11\x00" + b"\xff\xd9"
     dataset.PixelData = encapsulate([frame])
     dataset["PixelData"].VR = "OB"
     dataset["PixelData"].is_undefined_length = True
@@ -90,7 +90,7 @@ CORPUS_FILES = {
     "enormous_dimensions.dcm": enormous_dicom,
     "text_named.png": lambda: b"Patient list, ward 4\nThis is a text file with an image's name.\n",
     "no_pixel_data.dcm": lambda: dicom_bytes(seed=4, with_pixels=False),
-    "jpeg_ls.dcm": jpeg_ls_dicom,
+    "jpeg_lossless.dcm": jpeg_lossless_dicom,
     "valid.png": lambda: png_bytes(seed=5),
 }
 
