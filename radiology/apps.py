@@ -8,9 +8,13 @@ class RadiologyConfig(AppConfig):
     verbose_name = "Radiology workflow"
 
     def ready(self):
+        from django.conf import settings
+
         from radiology import signals
+        from radiology.ingest import limit_pillow
         from radiology.permissions import ensure_roles
 
+        limit_pillow(settings.MAX_IMAGE_PIXELS)
         post_migrate.connect(ensure_roles, sender=self)
         user_logged_in.connect(signals.audit_login, dispatch_uid="radiology.audit_login")
         user_logged_out.connect(signals.audit_logout, dispatch_uid="radiology.audit_logout")

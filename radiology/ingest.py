@@ -118,34 +118,44 @@ def check_pixel_count(width, height):
 
 def decode_raster(data: bytes, image_format: str) -> np.ndarray:
     name = image_format.upper()
-    # Pillow's own bound backs up check_pixel_count; between the bound and twice that Pillow
-    # only warns, so the warning is made a refusal too.
-    Image.MAX_IMAGE_PIXELS = settings.MAX_IMAGE_PIXELS
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data), formats=[name]) as image:
-                check_pixel_count(*image.size)
-                image.load()
-                return pil_to_array(image)
-        except RejectedUpload:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise RejectedUpload(
-                f"The {name} declares more than the {settings.MAX_IMAGE_PIXELS:,} pixel limit (a decompression bomb?)."
-            ) from None
-        except (OSError, SyntaxError, ValueError) as error:
-            raise RejectedUpload(f"The {name} file is damaged or truncated and cannot be decoded ({error}).") from None
+    # Pillow's own bound (set at start-up by limit_pillow) backs up check_pixel_count.
+    try:
+        with Image.open(io.BytesIO(data), formats=[name]) as image:
+            check_pixel_count(*image.size)
+            image.load()
+            return pil_to_array(image)
+    except RejectedUpload:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise RejectedUpload(
+            f"The {name} declares more than the {settings.MAX_IMAGE_PIXELS:,} pixel limit (a decompression bomb?)."
+        ) from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise RejectedUpload(f"The {name} file is damaged or truncated and cannot be decoded ({error}).") from None
+
+
+def limit_pillow(max_pixels: int):
+    """Pillow's pixel bound for the whole process, set once at start-up (RadiologyConfig.ready).
+
+    Between the bound and twice that Pillow only warns: the warning is made an error, so that
+    every decode in the process (uploads, the worker, pydicom's JPEG plugin) refuses such a file.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
 def decode_dicom(data: bytes):
-    import pydicom
+    from radiology.dicom_limits import read_dicom
 
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
+        dataset = read_dicom(data)
         return dicom_pixels(dataset), dicom_patient(dataset), dicom_study(dataset)
     except RejectedUpload:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise RejectedUpload(
+            f"A compressed DICOM frame declares more than the {settings.MAX_IMAGE_PIXELS:,} pixel limit."
+        ) from None
     except Exception as error:  # pydicom parses elements lazily and raises many types for damaged ones
         raise RejectedUpload(f"The DICOM file is damaged and cannot be read ({error}).") from None
 
@@ -153,24 +163,43 @@ def decode_dicom(data: bytes):
 def dicom_pixels(dataset) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
+    from radiology.dicom_limits import check_compressed_frame, check_native_length, first_frame
+
     if "PixelData" not in dataset:
         raise RejectedUpload("The DICOM file has no pixel data (is it a report or a structured document?).")
     try:
         columns, rows = int(dataset.get("Columns", 0) or 0), int(dataset.get("Rows", 0) or 0)
         frames = int(dataset.get("NumberOfFrames", 1) or 1)
+        samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+        bits_allocated = int(dataset.get("BitsAllocated", 0) or 0)
     except (TypeError, ValueError):
-        raise RejectedUpload("The DICOM image size (Rows, Columns, Number of Frames) is not a number.") from None
+        raise RejectedUpload(
+            "The DICOM image description (Rows, Columns, Number of Frames, Samples per Pixel, Bits Allocated) "
+            "is not a number."
+        ) from None
     check_pixel_count(columns, rows)
+    if frames < 1 or samples not in (1, 3) or bits_allocated not in (1, 8, 16, 32):
+        raise RejectedUpload(
+            f"The DICOM header declares {frames} frames of {samples} samples of {bits_allocated} bits: "
+            "not an image this installation reads (1 or more frames; 1 or 3 samples; 1, 8, 16 or 32 bits)."
+        )
     syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
     encoding = f"{syntax.name} ({syntax})" if syntax is not None else "an unstated transfer syntax"
     if syntax is not None and not has_pixel_decoder(syntax):
         raise RejectedUpload(
             f"The DICOM pixel data is compressed as {encoding}, which this installation cannot decode."
         )
-    # Only the first frame is decoded (it is the radiograph): a many-frame file cannot fill memory.
-    dataset.pixel_array_options(index=0 if frames > 1 else None)
+    # Everything the decoder will allocate is checked first; then only the first frame (the
+    # radiograph) is decoded.
+    if syntax is not None and syntax.is_encapsulated:
+        check_compressed_frame(syntax, first_frame(dataset, frames), rows, columns, samples, bits_allocated)
+    else:
+        check_native_length(dataset, rows, columns, samples, bits_allocated, frames)
+    dataset.pixel_array_options(index=0)
     try:
         pixels = apply_voi_lut(apply_modality_lut(dataset.pixel_array, dataset), dataset).astype(np.float32)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise
     except Exception as error:  # pydicom and numpy raise many types for damaged or inconsistent data
         raise RejectedUpload(f"The DICOM pixel data ({encoding}) is damaged and cannot be decoded ({error}).") from None
     if dataset.get("PhotometricInterpretation") == "MONOCHROME1":

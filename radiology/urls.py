@@ -6,3 +6,5 @@ urlpatterns = [
     path("api/", include("radiology.api.urls")),
     path("", include("radiology.web.urls")),
 ]
+
+handler400 = "radiology.web.errors.bad_request"

@@ -9,7 +9,7 @@ traces, exception text of unexpected errors) ever reaches the client; unexpected
 import logging
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -22,6 +22,12 @@ from rest_framework.views import exception_handler, set_rollback
 log = logging.getLogger(__name__)
 
 NON_FIELD_KEYS = ("non_field_errors", "__all__", "detail")
+
+
+class TooManyFiles(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "Too many files in one request."
+    default_code = "too_many_files"
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -46,6 +52,8 @@ def api_exception_handler(exc, context):
         exc = RequestTooLarge(
             f"The request body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} byte limit."
         )
+    elif isinstance(exc, TooManyFilesSent):
+        exc = TooManyFiles(f"At most {settings.UPLOAD_MAX_FILES} files may be sent in one request; nothing was stored.")
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound(*exc.args)
     elif isinstance(exc, PermissionDenied):
