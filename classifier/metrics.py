@@ -90,21 +90,23 @@ def roc_curve(y_true, y_score):
 def binary_metrics(y_true, y_score, threshold):
     """The evaluation dict (exactly METRIC_KEYS) at the given decision threshold."""
     y_true, y_score = labels_and_scores(y_true, y_score)
-    matrix = confusion_matrix(y_true, y_score, threshold)
-    (tn, fp), (fn, tp) = matrix
-    sensitivity = _ratio(tp, tp + fn)
-    precision = _ratio(tp, tp + fp)
-    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    (tn, fp), (fn, tp) = confusion_matrix(y_true, y_score, threshold)
+    metrics = {**metrics_from_counts(tn, fp, fn, tp), "auc": roc_auc(y_true, y_score), "threshold": float(threshold)}
+    return {key: metrics[key] for key in METRIC_KEYS}
+
+
+def metrics_from_counts(tn, fp, fn, tp):
+    """n, accuracy, sensitivity, specificity, precision, f1 and confusion_matrix from the four counts
+    (the live dashboard counts them in the database)."""
+    n = tn + fp + fn + tp
     return {
-        "n": int(y_true.size),
-        "auc": roc_auc(y_true, y_score),
-        "accuracy": _ratio(tp + tn, y_true.size),
-        "sensitivity": sensitivity,
+        "n": int(n),
+        "accuracy": _ratio(tp + tn, n),
+        "sensitivity": _ratio(tp, tp + fn),
         "specificity": _ratio(tn, tn + fp),
-        "precision": precision,
-        "f1": f1,
-        "threshold": float(threshold),
-        "confusion_matrix": matrix,
+        "precision": _ratio(tp, tp + fp),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
     }
 
 

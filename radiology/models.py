@@ -166,3 +166,30 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.object_type} {self.object_id}"
+
+
+class ReviewOutcome(models.Model):
+    """One row per reviewed scan: what the dashboard counts, kept up to date in the review transaction.
+
+    A summary of Scan, Prediction and Review (radiology/outcomes.py writes it), so that the accuracy
+    figures are single-table aggregations instead of a join with the latest review of every scan.
+    """
+
+    scan = models.OneToOneField(Scan, on_delete=models.CASCADE, primary_key=True, related_name="outcome")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    uploaded_at = models.DateTimeField()
+    probability = models.FloatField()
+    threshold = models.FloatField()
+    predicted_positive = models.BooleanField(help_text="The model's label was PNEUMONIA.")
+    actual_positive = models.BooleanField(help_text="The latest review's final label is PNEUMONIA.")
+    upload_to_prediction_s = models.FloatField()
+    prediction_to_review_s = models.FloatField(help_text="Until the first review: a correction is not the turnaround.")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["uploaded_at"], name="outcome_uploaded"),
+            models.Index(fields=["model_version", "uploaded_at"], name="outcome_version_uploaded"),
+        ]
+
+    def __str__(self):
+        return f"Outcome of scan {self.scan_id}"

@@ -7,6 +7,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from radiology.models import Review
+from radiology.outcomes import refresh_review_outcome
 from tests.factories import ModelVersionFactory, PredictionFactory, UserFactory
 from tests.support.api import error_of, token_client
 
@@ -22,6 +23,7 @@ def reviewed(doctor, probability, final_label, version, uploaded_at=None):
     )
     decision = "confirm" if final_label == prediction.label else "override"
     Review.objects.create(scan=prediction.scan, doctor=doctor, decision=decision, final_label=final_label)
+    refresh_review_outcome(prediction.scan_id)  # a review written directly, not through the review action
     return prediction
 
 

@@ -8,6 +8,7 @@ from django.urls import reverse
 from radiology.actions import clinical
 from radiology.dashboard import dashboard_metrics
 from radiology.models import Review
+from radiology.outcomes import refresh_review_outcome
 from radiology.templatetags.durations import duration
 from tests.factories import ModelVersionFactory, PredictionFactory
 
@@ -26,6 +27,7 @@ def reviewed(doctor, version, probability, decision, upload_to_prediction_s, pre
     Review.objects.filter(pk=review.pk).update(
         created_at=prediction.created_at + timedelta(seconds=prediction_to_review_s)
     )
+    refresh_review_outcome(prediction.scan_id)  # the test rewrote history behind the review action
     return prediction.scan
 
 
@@ -58,6 +60,7 @@ def fixed_set(doctor):
         doctor, scans[1], "override", "Effusion, not pneumonia.", supersedes=scans[1].latest_review()
     )
     Review.objects.filter(pk=correction.pk).update(created_at=UPLOADED + timedelta(hours=5))
+    refresh_review_outcome(scans[1].pk)
     reviewed(doctor, v2, 0.4, "confirm", 5, 5, uploaded=UPLOADED + timedelta(days=10))
     PredictionFactory(model_version=v1, probability=0.95)  # waiting for review: not counted
     return v1, v2

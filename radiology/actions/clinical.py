@@ -12,6 +12,7 @@ from radiology.actions.files import delete_stored_file
 from radiology.actions.pipeline import enqueue_prediction
 from radiology.ingest import DecodedImage, check_dicom_patient, decode_upload
 from radiology.models import Label, Patient, Prediction, Review, Scan
+from radiology.outcomes import refresh_review_outcome
 
 
 def patient_snapshot(patient):
@@ -144,6 +145,7 @@ def review_scan(
             before = {"status": scan.status, "final_label": previous.final_label if previous else None}
             scan.status = Scan.Status.REVIEWED
             scan.save(update_fields=["status"])
+            refresh_review_outcome(scan.pk)
             audit(
                 actor,
                 "scan.reviewed" if previous is None else "scan.review_corrected",

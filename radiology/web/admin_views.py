@@ -79,13 +79,12 @@ def png(data):
 @require_GET
 def dashboard_roc_png(request):
     _, filters = dashboard_filters(request)
-    outcomes = dashboard.reviewed_outcomes(**filters)
-    thresholds = {o.threshold for o in outcomes}
+    actual, probabilities, thresholds = dashboard.roc_points(**filters)
     return png(
         roc_curve_png(
-            [o.actual for o in outcomes],
-            [o.probability for o in outcomes],
-            threshold=thresholds.pop() if len(thresholds) == 1 else None,
+            actual,
+            probabilities,
+            threshold=thresholds[0] if len(thresholds) == 1 else None,
             title="ROC curve: model vs doctors",
         )
     )

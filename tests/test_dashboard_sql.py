@@ -1,0 +1,190 @@
+"""The dashboard's figures, computed in SQL from the maintained ReviewOutcome summary, against the
+row-by-row computation they replaced (kept here as the reference) on random data, and the summary
+kept by the review action against a full rebuild."""
+
+import datetime
+import random
+from datetime import UTC, timedelta
+
+import numpy as np
+import pytest
+from django.db.models import Min, OuterRef, Subquery
+from django.utils import timezone
+
+from classifier.metrics import binary_metrics, roc_auc
+from radiology.actions import clinical
+from radiology.dashboard import dashboard_metrics
+from radiology.models import Label, Review, ReviewOutcome, Scan
+from radiology.outcomes import rebuild_review_outcomes
+from tests.factories import ModelVersionFactory, PredictionFactory
+
+# --- the reference: the row-by-row computation the dashboard used before it moved into SQL ---------
+
+
+def reference_outcomes(model_version=None, start=None, end=None):
+    latest_review = Review.objects.filter(scan=OuterRef("pk")).order_by("-created_at", "-pk")
+    scans = (
+        Scan.objects.filter(prediction__isnull=False, reviews__isnull=False)
+        .annotate(
+            final_label=Subquery(latest_review.values("final_label")[:1]), first_reviewed_at=Min("reviews__created_at")
+        )
+        .select_related("prediction", "prediction__model_version")
+    )
+    if model_version is not None:
+        scans = scans.filter(prediction__model_version__version=model_version)
+    outcomes = []
+    for scan in scans:
+        day = timezone.localdate(scan.uploaded_at)
+        if (start and day < start) or (end and day > end):
+            continue
+        outcomes.append(
+            {
+                "uploaded_on": day,
+                "model_version": scan.prediction.model_version.version,
+                "actual": int(scan.final_label == Label.PNEUMONIA),
+                "predicted": int(scan.prediction.label == Label.PNEUMONIA),
+                "probability": scan.prediction.probability,
+                "threshold": scan.prediction.threshold,
+                "upload_to_prediction_s": (scan.prediction.created_at - scan.uploaded_at).total_seconds(),
+                "prediction_to_review_s": (scan.first_reviewed_at - scan.prediction.created_at).total_seconds(),
+            }
+        )
+    return outcomes
+
+
+def reference_metrics_for(outcomes):
+    actual = [o["actual"] for o in outcomes]
+    metrics = binary_metrics(actual, [o["predicted"] for o in outcomes], 0.5)
+    metrics["auc"] = roc_auc(actual, [o["probability"] for o in outcomes])
+    thresholds = sorted({o["threshold"] for o in outcomes})
+    metrics["threshold"] = thresholds[0] if len(thresholds) == 1 else None
+    metrics["thresholds"] = thresholds
+    metrics["override_rate"] = (
+        sum(o["actual"] != o["predicted"] for o in outcomes) / len(outcomes) if outcomes else None
+    )
+    return metrics
+
+
+def reference_stats(seconds):
+    if not seconds:
+        return {"n": 0, "median_s": None, "p95_s": None, "mean_s": None}
+    values = np.asarray(seconds, dtype=float)
+    return {
+        "n": int(values.size),
+        "median_s": float(np.median(values)),
+        "p95_s": float(np.percentile(values, 95)),
+        "mean_s": float(values.mean()),
+    }
+
+
+def reference_dashboard(model_version=None, start=None, end=None):
+    outcomes = reference_outcomes(model_version, start, end)
+    metrics = reference_metrics_for(outcomes)
+    metrics["turnaround"] = {
+        name: reference_stats([o[f"{name}_s"] for o in outcomes])
+        for name in ("upload_to_prediction", "prediction_to_review")
+    }
+    metrics["model_versions"] = sorted({o["model_version"] for o in outcomes})
+    weeks = {}
+    for outcome in outcomes:
+        monday = outcome["uploaded_on"] - timedelta(days=outcome["uploaded_on"].weekday())
+        weeks.setdefault(monday, []).append(outcome)
+    metrics["by_week"] = []
+    for monday, week in sorted(weeks.items()):
+        week_metrics = reference_metrics_for(week)
+        metrics["by_week"].append(
+            {
+                "week_start": monday.isoformat(),
+                **{
+                    key: week_metrics[key]
+                    for key in ("n", "accuracy", "sensitivity", "specificity", "auc", "override_rate")
+                },
+            }
+        )
+    return metrics
+
+
+# --- random data -------------------------------------------------------------------------------------
+
+FIRST_UPLOAD = datetime.datetime(2026, 5, 4, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def random_reviews(doctor, settings):
+    """Two model versions, 160 predicted scans over seven weeks, about two thirds reviewed through the
+    review action (some corrected later), tied scores included."""
+    settings.TIME_ZONE = "Europe/Berlin"  # weeks and days in a zone that is not UTC
+    rng = random.Random(11)
+    versions = [ModelVersionFactory(version="v1", threshold=0.5), ModelVersionFactory(version="v2", threshold=0.35)]
+    reviewed = []
+    for _ in range(160):
+        uploaded = FIRST_UPLOAD + timedelta(minutes=rng.randrange(7 * 7 * 24 * 60))
+        probability = rng.choice([round(rng.random(), 2), rng.random()])  # many ties among the rounded
+        prediction = PredictionFactory(
+            model_version=rng.choice(versions),
+            probability=probability,
+            scan__uploaded_at=uploaded,
+            created_at=uploaded + timedelta(seconds=rng.uniform(1, 900)),
+        )
+        if rng.random() < 0.65:
+            decision = "confirm" if rng.random() < 0.7 else "override"
+            clinical.review_scan(doctor, prediction.scan, decision, "note")
+            reviewed.append(prediction.scan)
+    for scan in rng.sample(reviewed, 15):
+        clinical.review_scan(doctor, scan, rng.choice(["confirm", "override"]), "second look")
+    return versions
+
+
+def assert_same(sql, reference):
+    assert sql.keys() == reference.keys()
+    for key, expected in reference.items():
+        if key == "by_week":
+            assert len(sql[key]) == len(expected)
+            for week, expected_week in zip(sql[key], expected, strict=True):
+                assert week["week_start"] == expected_week["week_start"]
+                numbers = {key: value for key, value in expected_week.items() if key != "week_start"}
+                assert {key: week[key] for key in numbers} == pytest.approx(numbers, rel=1e-12), week["week_start"]
+        elif key == "turnaround":
+            for name, stats in expected.items():
+                assert sql[key][name] == (pytest.approx(stats, rel=1e-9) if stats["n"] else stats), name
+        else:
+            assert sql[key] == (pytest.approx(expected, rel=1e-12) if isinstance(expected, float) else expected), key
+
+
+FILTERS = [
+    {},
+    {"model_version": "v1"},
+    {"model_version": "v2"},
+    {"start": datetime.date(2026, 5, 12), "end": datetime.date(2026, 6, 1)},
+    {"model_version": "v1", "end": datetime.date(2026, 5, 20)},
+    {"start": datetime.date(2027, 1, 1)},  # nothing in range
+]
+
+
+def test_sql_figures_equal_the_row_by_row_computation(random_reviews):
+    for filters in FILTERS:
+        reference = reference_dashboard(**filters)
+        assert_same(dashboard_metrics(**filters), reference)
+    everything = reference_dashboard()
+    assert everything["n"] > 90 and len(everything["by_week"]) == 7  # the data really covers the weeks
+    assert everything["auc"] is not None and everything["threshold"] is None
+
+
+def outcome_table():
+    return sorted(ReviewOutcome.objects.values_list(*[field.attname for field in ReviewOutcome._meta.fields]))
+
+
+def test_the_summary_kept_by_the_review_action_equals_a_full_rebuild(random_reviews):
+    maintained = outcome_table()
+    assert len(maintained) == Review.objects.values("scan").distinct().count()
+    assert rebuild_review_outcomes() == len(maintained)
+    assert outcome_table() == maintained
+
+
+def test_a_correction_moves_the_scan_between_cells(doctor):
+    prediction = PredictionFactory(probability=0.9, model_version=ModelVersionFactory(version="v1"))
+    clinical.review_scan(doctor, prediction.scan, "confirm")
+    assert dashboard_metrics()["confusion_matrix"] == [[0, 0], [0, 1]]
+    clinical.review_scan(doctor, prediction.scan, "override", "Effusion, not pneumonia.")
+    assert dashboard_metrics()["confusion_matrix"] == [[0, 1], [0, 0]]
+    assert ReviewOutcome.objects.get().actual_positive is False
