@@ -131,7 +131,9 @@ def random_reviews(doctor, settings):
             clinical.review_scan(doctor, prediction.scan, decision, "note")
             reviewed.append(prediction.scan)
     for scan in rng.sample(reviewed, 15):
-        clinical.review_scan(doctor, scan, rng.choice(["confirm", "override"]), "second look")
+        clinical.review_scan(
+            doctor, scan, rng.choice(["confirm", "override"]), "second look", supersedes=scan.latest_review()
+        )
     return versions
 
 
@@ -183,8 +185,8 @@ def test_the_summary_kept_by_the_review_action_equals_a_full_rebuild(random_revi
 
 def test_a_correction_moves_the_scan_between_cells(doctor):
     prediction = PredictionFactory(probability=0.9, model_version=ModelVersionFactory(version="v1"))
-    clinical.review_scan(doctor, prediction.scan, "confirm")
+    first = clinical.review_scan(doctor, prediction.scan, "confirm")
     assert dashboard_metrics()["confusion_matrix"] == [[0, 0], [0, 1]]
-    clinical.review_scan(doctor, prediction.scan, "override", "Effusion, not pneumonia.")
+    clinical.review_scan(doctor, prediction.scan, "override", "Effusion, not pneumonia.", supersedes=first)
     assert dashboard_metrics()["confusion_matrix"] == [[0, 1], [0, 0]]
     assert ReviewOutcome.objects.get().actual_positive is False
