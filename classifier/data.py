@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from classifier.preprocess import ImageError
 
+EXIF_ORIENTATION = 0x0112  # 1 is upright; 2-8 are mirrored and/or turned
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # index = label; 1 = pneumonia
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -48,7 +49,10 @@ def decode_image_bytes(data, name="image"):
 def pil_to_array(image):
     """A loaded PIL image -> numpy: 8/16-bit grayscale, RGB or RGBA as they are, other modes converted.
 
-    Uploads (radiology.ingest) and data sets decode through this one function."""
+    Uploads (radiology.ingest) and data sets decode through this one function. The image is
+    first turned upright as its EXIF orientation says (as a browser shows it), so the model, the
+    heatmap and the page all see the same pixels."""
+    image = upright(image)
     if image.mode in ("I;16", "I;16B", "I;16L"):
         return np.asarray(image, dtype=np.uint16)
     if image.mode in ("I", "F"):
@@ -56,6 +60,13 @@ def pil_to_array(image):
     if image.mode not in ("L", "RGB", "RGBA"):
         image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
     return np.asarray(image)
+
+
+def upright(image):
+    """The image turned as its EXIF orientation tag says; the image itself when it has none."""
+    if image.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):
+        return ImageOps.exif_transpose(image)
+    return image
 
 
 def read_image(path):

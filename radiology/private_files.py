@@ -8,6 +8,7 @@ import numpy as np
 from django.http import FileResponse, Http404, HttpResponse
 from PIL import Image
 
+from classifier.data import EXIF_ORIENTATION
 from radiology.actions import audit
 from radiology.ingest import RejectedUpload, decode_upload
 from radiology.models import Scan
@@ -49,17 +50,33 @@ def stored_image_response(request, scan):
 
 
 def viewable_image_response(request, scan):
-    """The upload as a browser shows it: DICOM becomes a PNG of its decoded, windowed pixels."""
-    if scan.image_format != Scan.Format.DICOM:
-        return stored_image_response(request, scan)
-    with open_stored(scan.image) as stored:
+    """The upload as the model saw it. A DICOM file (which browsers cannot show) and an image
+    stored turned (an EXIF orientation, which browsers may or may not apply) are sent as a PNG of
+    their decoded pixels, so the page shows exactly what the model and its heatmap were given."""
+    stored = open_stored(scan.image)
+    if scan.image_format != Scan.Format.DICOM and not stored_turned(stored):
+        return audited(
+            request, scan, "image", FileResponse(stored, content_type=STORED_CONTENT_TYPES[scan.image_format])
+        )
+    with stored:
         try:
             pixels = decode_upload(stored.read()).pixels
         except RejectedUpload as error:
-            raise Http404(f"The stored DICOM file cannot be decoded: {error}") from None
+            raise Http404(f"The stored image cannot be decoded: {error}") from None
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(pixels)).save(buffer, format="PNG")
     return audited(request, scan, "image", HttpResponse(buffer.getvalue(), content_type="image/png"))
+
+
+def stored_turned(stored) -> bool:
+    """Whether a stored PNG or JPEG carries an EXIF orientation other than upright (header only)."""
+    try:
+        with Image.open(stored) as image:
+            return image.getexif().get(EXIF_ORIENTATION, 1) != 1
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return False  # served as stored: the browser is as able as we are to show a damaged file
+    finally:
+        stored.seek(0)
 
 
 def heatmap_response(request, scan):
