@@ -84,8 +84,11 @@ def can(user, action):
 
 
 def is_service_account(user):
-    """An integration account: it works through the API, never the pages."""
-    return bool(user and user.is_authenticated and user.groups.filter(name=INTEGRATION).exists())
+    """An integration account and nothing more: it works through the API, never the pages, and
+    others may hold tokens for it (a person's token is for that person alone)."""
+    if not (user and user.is_authenticated) or user.is_staff or user.is_superuser:
+        return False
+    return set(user.groups.values_list("name", flat=True)) == {INTEGRATION}
 
 
 def role_of(user):

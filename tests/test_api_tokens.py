@@ -107,17 +107,19 @@ def test_anonymous_cannot_see_a_token():
 
 
 @pytest.mark.django_db
-def test_an_admin_issues_a_new_token_and_the_old_one_stops_working(admin_user, doctor):
-    old_client = token_client(doctor)
+def test_an_admin_issues_a_new_token_and_the_old_one_stops_working(admin_user, integration_account):
+    old_client = token_client(integration_account)
     admin = token_client(admin_user)
 
-    response = admin.post(ADMIN, {"user": doctor.pk}, format="json")
+    response = admin.post(ADMIN, {"user": integration_account.pk}, format="json")
 
     assert response.status_code == 201
     new_key = response.json()["token"]
-    assert Token.objects.get(user=doctor).key == new_key
-    assert old_client.get("/api/v1/queue/").status_code == 401
-    event = AuditEvent.objects.filter(action="api_token.issued", object_id=str(doctor.pk), actor=admin_user).get()
+    assert Token.objects.get(user=integration_account).key == new_key
+    assert old_client.get("/api/v1/scans/").status_code == 401
+    event = AuditEvent.objects.filter(
+        action="api_token.issued", object_id=str(integration_account.pk), actor=admin_user
+    ).get()
     assert new_key not in str(event.before) + str(event.after) + event.object_id
 
 

@@ -36,7 +36,7 @@ MATRIX = [
     ("model_versions", "get", {A}, 200),
     ("activate_model_version", "post", {A}, 302),
 ]
-NOT_ROLE_PAGES = {"login", "logout", "home"}
+NOT_ROLE_PAGES = {"login", "logout", "home", "password_reset_confirm", "password_reset_complete"}
 
 
 @pytest.fixture

@@ -37,7 +37,16 @@ from tests.support.images import png_bytes
 PROJECT = Path(__file__).resolve().parent.parent
 
 # Where an anonymous person must be let in: the ways to sign in and out.
-OPEN_TO_ANONYMOUS = {"login", "logout", "admin:login", "admin:logout", "api-own-token"}
+# The password links work without a login: their one-time token is the credential.
+OPEN_TO_ANONYMOUS = {
+    "login",
+    "logout",
+    "admin:login",
+    "admin:logout",
+    "api-own-token",
+    "password_reset_confirm",
+    "password_reset_complete",
+}
 # Values tried for each URL parameter until the path resolves to the pattern's own view.
 PARAMETER_SAMPLES = ["1", "x", "auth"]
 

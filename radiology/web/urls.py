@@ -6,6 +6,9 @@ from radiology.web import admin_views, review_views, views
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # The link an administrator sends instead of setting someone's password.
+    path("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
+    path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("", views.home, name="home"),
     # Radiographer
     path("patients/", views.patient_list, name="patient_list"),
