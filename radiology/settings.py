@@ -108,6 +108,10 @@ CACHES = {
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
 
+# Proxies in front of the web app that append to X-Forwarded-For (compose: 1, its TLS proxy).
+# 0 ignores the header: the connection's address is the client's (radiology/client_address.py).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
 AUTHENTICATION_BACKENDS = [
     # Axes first: it refuses a locked-out username/IP before any password is checked.
     "axes.backends.AxesStandaloneBackend",
@@ -118,6 +122,7 @@ AXES_COOLOFF_TIME = env_int("LOGIN_COOLOFF_MINUTES", 15) / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+AXES_CLIENT_IP_CALLABLE = "radiology.client_address.client_address"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -270,9 +275,11 @@ REST_FRAMEWORK = {
     # Per-user (and, for the token exchange, per-address) limits, counted in the cache: set
     # CACHE_URL so that all web processes share one count.
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "radiology.api.throttling.AnonRateThrottle",
+        "radiology.api.throttling.UserRateThrottle",
     ],
+    # Our throttles read the address through radiology.client_address; any other DRF code agrees.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("API_ANON_RATE", "30/minute"),
         "user": env_str("API_USER_RATE", "1200/minute"),

@@ -5,10 +5,7 @@ so a run of guesses against one account shows in the trail even when the account
 """
 
 from radiology.actions.audit import audit
-
-
-def client_address(request):
-    return request.META.get("REMOTE_ADDR", "") if request is not None else ""
+from radiology.client_address import client_address
 
 
 def audit_login(sender, request, user, **kwargs):
