@@ -70,6 +70,10 @@ class Scan(models.Model):
         JPEG = "jpeg", "JPEG"
         DICOM = "dicom", "DICOM"
 
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Upload"
+        PACS = "pacs", "PACS"
+
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="scans")
     image = models.FileField(upload_to=scan_upload_path)
     image_format = models.CharField(max_length=8, choices=Format.choices)
@@ -81,15 +85,27 @@ class Scan(models.Model):
     failure_reason = models.TextField(blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True, help_text="Last time the prediction task was sent.")
     processing_since = models.DateTimeField(null=True, blank=True, help_text="When a worker last claimed it.")
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.UPLOAD)
+    # A DICOM's identity in the department's archive (empty for PNG and JPEG).
+    study_instance_uid = models.CharField("Study Instance UID", max_length=64, blank=True)
+    series_instance_uid = models.CharField("Series Instance UID", max_length=64, blank=True)
+    sop_instance_uid = models.CharField("SOP Instance UID", max_length=64, blank=True)
 
     class Meta:
         ordering = ["-uploaded_at"]
-        constraints = [models.UniqueConstraint(fields=["patient", "sha256"], name="one_scan_per_file_per_patient")]
+        constraints = [
+            models.UniqueConstraint(fields=["patient", "sha256"], name="one_scan_per_file_per_patient"),
+            # A DICOM instance is one scan, whichever door (upload, PACS poll) it came through first.
+            models.UniqueConstraint(
+                fields=["sop_instance_uid"], condition=~models.Q(sop_instance_uid=""), name="one_scan_per_sop_instance"
+            ),
+        ]
         permissions = [
             ("view_scan_image", "Can view scan images"),
             ("view_scan_heatmap", "Can view the model's heatmaps"),
             ("requeue_scan", "Can re-queue a scan"),
             ("view_dashboard", "Can view the accuracy dashboard"),
+            ("view_pacs_status", "Can view the PACS connection's status"),
         ]
 
     def __str__(self):

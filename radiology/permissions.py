@@ -34,6 +34,7 @@ ACTIONS = {
     "activate_model_versions": "classifier.activate_modelversion",
     "manage_users": "auth.change_user",
     "manage_tokens": "authtoken.change_token",
+    "view_pacs_status": "radiology.view_pacs_status",
 }
 ROLE_ACTIONS = {
     RADIOGRAPHER: ["manage_patients", "view_patients", "upload_scans", "view_scan_status", "view_scan_images"],
@@ -55,6 +56,7 @@ ROLE_ACTIONS = {
         "activate_model_versions",
         "manage_users",
         "manage_tokens",
+        "view_pacs_status",
     ],
     INTEGRATION: [
         "manage_patients",

@@ -248,6 +248,9 @@ PACS_USERNAME = env_str("PACS_USERNAME")
 PACS_PASSWORD = env_str("PACS_PASSWORD")
 PACS_POLL_SECONDS = env_int("PACS_POLL_SECONDS", 10)
 PACS_TIMEOUT_SECONDS = env_int("PACS_TIMEOUT_SECONDS", 30)
+# 0: every CR/DX series in the archive is looked at (known ones skipped); N: only studies dated
+# within the last N days (faster on a large archive; a study sent later than that is missed).
+PACS_POLL_STUDY_DAYS = env_int("PACS_POLL_STUDY_DAYS", 0)
 if PACS_DICOMWEB_URL:
     CELERY_BEAT_SCHEDULE["pacs-poll"] = {"task": "radiology.pacs.tasks.poll_pacs", "schedule": PACS_POLL_SECONDS}
     CELERY_BEAT_SCHEDULE["pacs-send-outbox"] = {

@@ -4,6 +4,7 @@ from django.urls import include, path
 urlpatterns = [
     path("django-admin/", admin.site.urls),
     path("api/", include("radiology.api.urls")),
+    path("pacs/", include("radiology.pacs.urls")),
     path("", include("radiology.web.urls")),
 ]
 

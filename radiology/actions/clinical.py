@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from radiology.actions.audit import audit
 from radiology.actions.files import delete_stored_file
 from radiology.actions.pipeline import enqueue_prediction
-from radiology.ingest import DecodedImage, check_dicom_patient, decode_upload
+from radiology.ingest import DecodedImage, RejectedUpload, check_dicom_patient, decode_upload
 from radiology.models import Label, Patient, Prediction, Review, Scan
 from radiology.outcomes import refresh_review_outcome
 
@@ -46,23 +46,33 @@ class UploadResult:
 
 
 def upload_scan(
-    actor, patient: Patient, filename: str, data: bytes, decoded: DecodedImage | None = None
+    actor,
+    patient: Patient,
+    filename: str,
+    data: bytes,
+    decoded: DecodedImage | None = None,
+    source: str = Scan.Source.UPLOAD,
 ) -> UploadResult:
     """Store an X-ray for a patient and queue its prediction. Raises RejectedUpload, storing nothing."""
     decoded = decoded or decode_upload(data)
     check_dicom_patient(decoded, patient.mrn)
-    existing = Scan.objects.filter(patient=patient, sha256=decoded.sha256).first()
+    existing = stored_scan_of(patient, decoded)
     if existing:
         audit(actor, "scan.duplicate_upload", existing, after={"original_filename": safe_filename(filename)})
         return UploadResult(existing, duplicate=True)
 
     original = safe_filename(filename)
+    study = decoded.dicom_study
     scan = Scan(
         patient=patient,
         image_format=decoded.image_format,
         original_filename=original,
         sha256=decoded.sha256,
         uploaded_by=actor,
+        source=source,
+        study_instance_uid=study.get("study_uid", "")[:64],
+        series_instance_uid=study.get("series_uid", "")[:64],
+        sop_instance_uid=study.get("sop_instance_uid", "")[:64],
     )
     extension = {"png": ".png", "jpeg": ".jpg", "dicom": ".dcm"}[decoded.image_format]
     try:
@@ -73,19 +83,35 @@ def upload_scan(
                 actor,
                 "scan.uploaded",
                 scan,
-                after={"patient": patient.pk, "original_filename": original, "sha256": scan.sha256},
+                after={"patient": patient.pk, "original_filename": original, "sha256": scan.sha256, "source": source},
             )
             transaction.on_commit(lambda: enqueue_prediction(scan.pk))
     except IntegrityError:
-        # A concurrent upload of the same file for this patient won the race.
+        # A concurrent upload of the same file (or DICOM instance) for this patient won the race.
         delete_stored_file(scan.image)
-        existing = Scan.objects.get(patient=patient, sha256=decoded.sha256)
+        existing = stored_scan_of(patient, decoded)
         audit(actor, "scan.duplicate_upload", existing, after={"original_filename": original})
         return UploadResult(existing, duplicate=True)
     except BaseException:
         delete_stored_file(scan.image)  # never leave an orphan file behind a failed upload
         raise
     return UploadResult(scan, duplicate=False)
+
+
+def stored_scan_of(patient: Patient, decoded: DecodedImage) -> Scan | None:
+    """The scan already holding this file, or this DICOM instance, for this patient. Raises
+    RejectedUpload when the DICOM instance is stored for another patient: a mix-up, never merged."""
+    existing = Scan.objects.filter(patient=patient, sha256=decoded.sha256).first()
+    sop_instance_uid = decoded.dicom_study.get("sop_instance_uid")
+    if existing or not sop_instance_uid:
+        return existing
+    existing = Scan.objects.select_related("patient").filter(sop_instance_uid=sop_instance_uid).first()
+    if existing and existing.patient_id != patient.pk:
+        raise RejectedUpload(
+            f"This DICOM instance (SOP Instance UID {sop_instance_uid}) is already stored as scan {existing.pk} "
+            f"of another patient ({existing.patient.mrn})."
+        )
+    return existing
 
 
 class ReviewConflict(Exception):

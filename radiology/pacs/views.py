@@ -1,0 +1,50 @@
+"""The admin's page on the PACS connection: the poll, what was pulled, conflicts, the outbox."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from radiology.models import Scan
+from radiology.pacs import actions
+from radiology.pacs.client import pacs_configured
+from radiology.pacs.models import PacsInstance, PollState
+from radiology.permissions import require
+from radiology.web.views import page_of
+
+RECENT = 20
+
+
+@require("view_pacs_status")
+@require_GET
+def pacs_status(request):
+    outcomes = dict(PacsInstance.objects.values_list("outcome").annotate(n=Count("pk")))
+    return render(
+        request,
+        "radiology/pacs_status.html",
+        {
+            "configured": pacs_configured(),
+            "url": settings.PACS_DICOMWEB_URL,
+            "poll_seconds": settings.PACS_POLL_SECONDS,
+            "state": PollState.current(),
+            "instance_counts": [(label, outcomes.get(value, 0)) for value, label in PacsInstance.Outcome.choices],
+            "pacs_scans": Scan.objects.filter(source=Scan.Source.PACS).count(),
+            "conflicts": page_of(request, PacsInstance.objects.filter(outcome=PacsInstance.Outcome.CONFLICT)),
+            "skipped": PacsInstance.objects.filter(outcome=PacsInstance.Outcome.SKIPPED)[:RECENT],
+        },
+    )
+
+
+@require("view_pacs_status")
+@require_POST
+def retry_conflict(request, pk):
+    record = get_object_or_404(PacsInstance, pk=pk)
+    try:
+        actions.retry_instance(request.user, record)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Instance {record.sop_instance_uid} will be looked at again at the next poll.")
+    return redirect("pacs_status")
