@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("radiology", "0004_scan_dicom_identity_and_source"),
+        ("radiology", "0005_scan_dicom_identity_and_source"),
     ]
 
     operations = [

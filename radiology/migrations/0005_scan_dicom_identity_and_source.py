@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("radiology", "0003_integration_role"),
+        ("radiology", "0004_review_outcome"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
