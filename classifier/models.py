@@ -3,7 +3,9 @@
 from pathlib import Path
 
 from django.conf import settings
-from django.db import models, transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
 
 
 class ModelVersion(models.Model):
@@ -15,6 +17,12 @@ class ModelVersion(models.Model):
     evaluation = models.JSONField(default=dict, blank=True, help_text="Offline metrics by data set name.")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived")
     is_active = models.BooleanField(default=False)
+    # The challenger also predicts every new scan, in the shadow of the active version, so that it
+    # can be compared with it on the doctors' confirmed cases before anyone promotes it.
+    is_challenger = models.BooleanField(default=False)
+    challenger_since = models.DateTimeField(
+        null=True, blank=True, help_text="When its latest challenge began (kept after it ends: its comparison)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -22,6 +30,16 @@ class ModelVersion(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model_version"
+            ),
+            models.UniqueConstraint(
+                fields=["is_challenger"], condition=models.Q(is_challenger=True), name="one_challenger_model_version"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(is_active=True, is_challenger=True), name="active_model_version_is_no_challenger"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(is_challenger=False) | models.Q(challenger_since__isnull=False),
+                name="challenger_has_a_start",
             ),
         ]
         permissions = [("activate_modelversion", "Can activate a model version")]
@@ -33,11 +51,47 @@ class ModelVersion(models.Model):
     def active(cls):
         return cls.objects.filter(is_active=True).first()
 
+    @classmethod
+    def challenger(cls):
+        return cls.objects.filter(is_challenger=True).first()
+
     def activate(self):
+        """Puts this version in force; a challenger promoted so stops being one."""
         with transaction.atomic():
             ModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=self.pk).update(is_active=False)
             self.is_active = True
-            self.save(update_fields=["is_active"])
+            self.is_challenger = False
+            self.save(update_fields=["is_active", "is_challenger"])
+
+    def start_challenge(self):
+        """Makes this inactive version the challenger. One at a time: the database settles a race."""
+        with transaction.atomic():
+            locked = ModelVersion.objects.select_for_update().get(pk=self.pk)
+            if locked.is_active:
+                raise ValidationError(f"Model {self.version} is active: only an inactive version can challenge it.")
+            if locked.is_challenger:
+                raise ValidationError(f"Model {self.version} is the challenger already.")
+            current = ModelVersion.challenger()
+            if current is not None:
+                raise ValidationError(
+                    f"Model {current.version} is the challenger: end its challenge before starting another."
+                )
+            try:
+                with transaction.atomic():
+                    updated = ModelVersion.objects.filter(pk=self.pk, is_active=False).update(
+                        is_challenger=True, challenger_since=timezone.now()
+                    )
+            except IntegrityError:
+                raise ValidationError("Another model version became the challenger at the same moment.") from None
+            if not updated:
+                raise ValidationError(f"Model {self.version} became active meanwhile.")
+            self.refresh_from_db(fields=["is_active", "is_challenger", "challenger_since"])
+
+    def end_challenge(self):
+        """Stops running this challenger; its predictions and its start stay for the comparison."""
+        if not ModelVersion.objects.filter(pk=self.pk, is_challenger=True).update(is_challenger=False):
+            raise ValidationError(f"Model {self.version} is not the challenger.")
+        self.is_challenger = False
 
     def resolved_artifact_path(self) -> Path:
         path = Path(self.artifact_path)

@@ -209,3 +209,27 @@ class ReviewOutcome(models.Model):
 
     def __str__(self):
         return f"Outcome of scan {self.scan_id}"
+
+
+class ChallengerPrediction(models.Model):
+    """A challenger model version's answer on a scan, made in the shadow of the active version's.
+
+    Kept apart from Prediction on purpose: the review flow, the scan records of the API and the
+    dashboard read Prediction only, so no doctor sees it; the model comparison reads both.
+    """
+
+    scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="challenger_predictions")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="challenger_predictions")
+    probability = models.FloatField()
+    label = models.CharField(max_length=10, choices=Label.choices)
+    threshold = models.FloatField()
+    inference_ms = models.FloatField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scan", "model_version"], name="one_challenger_prediction_per_scan")
+        ]
+
+    def __str__(self):
+        return f"{self.model_version} (challenger): {self.label} ({self.probability:.3f}) for scan {self.scan_id}"

@@ -192,6 +192,9 @@ TRIAGE_MAX_WAIT_MINUTES = env_int("TRIAGE_MAX_WAIT_MINUTES", 60)
 REQUEUE_STALE_AFTER_SECONDS = env_int("REQUEUE_STALE_AFTER_SECONDS", 120)
 # Scans waiting in the queue when a task starts are predicted with it, up to this many in all.
 PREDICTION_BATCH_SIZE = env_int("PREDICTION_BATCH_SIZE", 8)
+# The challenger's shadow predictions go to a queue of their own, so that no champion's prediction
+# waits behind them: docker-compose runs a worker of their own; `make run`'s one worker takes both.
+CHALLENGER_QUEUE = env_str("CHALLENGER_QUEUE", "challenger")
 
 # The model shipped with the product; `make run` registers and activates it.
 CLASSIFIER_MODEL_PATH = Path(

@@ -154,3 +154,23 @@ def requeue_stale_scans():
     if sent:
         log.info("Re-queued %d stale scans: %s", len(sent), sent)
     return sent
+
+
+@shared_task(bind=True, max_retries=3)
+def predict_with_challenger(self, scan_id, version_id):
+    """The challenger's shadow prediction of a scan the champion has predicted (radiology/shadow.py).
+
+    Nothing it does reaches the champion's prediction or the scan: a failure is logged and ends here."""
+    from radiology.shadow import run_challenger
+
+    try:
+        return run_challenger(scan_id, version_id)
+    except TRANSIENT_ERRORS as error:
+        close_old_connections()
+        if self.request.retries >= 3:
+            log.error("Challenger gave up on scan %s: %s", scan_id, error)
+            return "failed"
+        raise self.retry(exc=error, countdown=2**self.request.retries) from error
+    except Exception:  # a broken challenger model must not disturb anything else
+        log.exception("The challenger could not predict scan %s", scan_id)
+        return "failed"

@@ -35,6 +35,10 @@ MATRIX = [
     ("requeue_scan", "post", {A}, 302),
     ("model_versions", "get", {A}, 200),
     ("activate_model_version", "post", {A}, 302),
+    ("model_comparison", "get", {A}, 200),
+    ("start_challenger", "post", {A}, 302),
+    ("promote_challenger", "post", {A}, 302),
+    ("end_challenger", "post", {A}, 302),
 ]
 NOT_ROLE_PAGES = {"login", "logout", "home", "password_reset_confirm", "password_reset_complete"}
 
@@ -42,7 +46,10 @@ NOT_ROLE_PAGES = {"login", "logout", "home", "password_reset_confirm", "password
 @pytest.fixture
 def objects(db, loadable_files):
     prediction = PredictionFactory()
+    challenger = ModelVersionFactory(**loadable_files)
+    challenger.start_challenge()
     return {
+        "challenger": challenger,
         "patient": prediction.scan.patient,
         "scan": prediction.scan,
         "failed": ScanFactory(status="failed", failure_reason="model missing"),
@@ -59,6 +66,10 @@ def url_for(name, objects):
         "review": [objects["scan"].pk],
         "requeue_scan": [objects["failed"].pk],
         "activate_model_version": [objects["version"].pk],
+        "model_comparison": [objects["challenger"].pk],
+        "start_challenger": [objects["version"].pk],
+        "promote_challenger": [objects["challenger"].pk],
+        "end_challenger": [objects["challenger"].pk],
     }.get(name, [])
     url = reverse(name, args=args)
     return url + f"?ids={objects['scan'].pk}" if name == "scan_status_json" else url

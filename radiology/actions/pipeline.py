@@ -1,6 +1,7 @@
 """The prediction pipeline: sending the task, claiming scans, recording the model's output or the failure."""
 
 import logging
+from functools import partial
 
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -10,6 +11,7 @@ from django.utils import timezone
 from radiology.actions.audit import audit
 from radiology.actions.files import delete_stored_file
 from radiology.models import Label, Prediction, Scan
+from radiology.shadow import send_to_challenger
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ def record_prediction(scan_id, model_version, probability, heatmap_png: bytes, i
                 "model_version": model_version.version,
             },
         )
+        transaction.on_commit(partial(send_to_challenger, scan.pk), robust=True)
         return prediction
 
 

@@ -1,4 +1,4 @@
-"""The model registry's clinical side: which model version is in force."""
+"""The model registry's clinical side: which model version is in force, and which one challenges it."""
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -6,21 +6,33 @@ from django.db import transaction
 from radiology.actions.audit import audit
 
 
-def activate_model_version(actor, version):
-    """An admin puts a model version in force; new predictions use it, old ones keep theirs.
-
-    Its files are checked first: activating a missing or damaged model would fail every scan."""
+def check_model_files(version, purpose):
+    """Refuses a version whose files are missing or damaged: it would fail every scan it ran on."""
     from classifier.artifact import ArtifactError, verified_metadata
-    from classifier.models import ModelVersion
 
     try:
         metadata = verified_metadata(version.resolved_artifact_path())
         if metadata["sha256"] != version.sha256:
             raise ArtifactError(f"{version.artifact_path} is not the file registered (sha256 {metadata['sha256']})")
     except (ArtifactError, OSError) as error:
-        raise ValidationError(f"Model {version.version} cannot be activated: {error}") from None
+        raise ValidationError(f"Model {version.version} cannot be {purpose}: {error}") from None
+
+
+def activate_model_version(actor, version):
+    """An admin puts a model version in force; new predictions use it, old ones keep theirs.
+
+    The challenger is not activated so: it is promoted, its comparison read and confirmed."""
+    from classifier.models import ModelVersion
+
+    if version.is_challenger:
+        raise ValidationError(
+            f"Model {version.version} is the challenger: promote it after reading its comparison with the active model."
+        )
+    check_model_files(version, "activated")
     with transaction.atomic():
         previous = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+        if ModelVersion.objects.select_for_update().get(pk=version.pk).is_challenger:
+            raise ValidationError(f"Model {version.version} became the challenger meanwhile: promote it instead.")
         version.activate()
         audit(
             actor,
@@ -30,3 +42,58 @@ def activate_model_version(actor, version):
             after={"active": version.version},
         )
     return version
+
+
+def start_challenger(actor, version):
+    """An admin makes a registered, inactive version the challenger: it then also predicts every new
+    scan, in the shadow of the active version, and nobody but the comparison sees its answers."""
+    from classifier.models import ModelVersion
+
+    check_model_files(version, "the challenger")
+    with transaction.atomic():
+        version.start_challenge()
+        active = ModelVersion.active()
+        audit(
+            actor,
+            "model_version.challenger_started",
+            version,
+            before={"challenger": None},
+            after={"challenger": version.version, "active": active.version if active else None},
+        )
+    return version
+
+
+def end_challenger(actor, version):
+    """An admin stops the challenger; what it predicted stays, for its comparison."""
+    with transaction.atomic():
+        version.end_challenge()
+        audit(actor, "model_version.challenger_ended", version, before={"challenger": version.version}, after=None)
+    return version
+
+
+def promote_challenger(actor, version, confirmed):
+    """The challenger becomes the active version, once an admin has read its comparison and confirmed.
+
+    -> the comparison it was promoted on; its summary is kept in the audit event."""
+    from classifier.models import ModelVersion
+    from radiology.comparison import compare_with_champion, summary
+
+    if not version.is_challenger:
+        raise ValidationError(f"Model {version.version} is not the challenger: there is nothing to promote.")
+    if not confirmed:
+        raise ValidationError({"confirm": "Read the comparison with the active model, then confirm the promotion."})
+    check_model_files(version, "promoted")
+    with transaction.atomic():
+        previous = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+        if not ModelVersion.objects.select_for_update().get(pk=version.pk).is_challenger:
+            raise ValidationError(f"Model {version.version} stopped being the challenger meanwhile.")
+        comparison = compare_with_champion(version)
+        version.activate()
+        audit(
+            actor,
+            "model_version.promoted",
+            version,
+            before={"active": previous.version if previous else None, "challenger": version.version},
+            after={"active": version.version, "challenger": None, "comparison": summary(comparison)},
+        )
+    return comparison

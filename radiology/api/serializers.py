@@ -270,7 +270,77 @@ class MetricsSerializer(serializers.Serializer):
 class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
-        fields = ["id", "version", "threshold", "sha256", "metadata", "evaluation", "parent", "is_active", "created_at"]
+        fields = [
+            "id",
+            "version",
+            "threshold",
+            "sha256",
+            "metadata",
+            "evaluation",
+            "parent",
+            "is_active",
+            "is_challenger",
+            "challenger_since",
+            "created_at",
+        ]
+
+
+class EstimateSerializer(serializers.Serializer):
+    value = serializers.FloatField(allow_null=True, help_text="Null when the cases cannot define it.")
+    low = serializers.FloatField(allow_null=True, help_text="95 % interval (Wilson; DeLong for the AUC).")
+    high = serializers.FloatField(allow_null=True)
+
+
+class ComparedSideSerializer(serializers.Serializer):
+    version = serializers.CharField(allow_null=True)
+    threshold = serializers.FloatField(allow_null=True)
+    accuracy = EstimateSerializer()
+    sensitivity = EstimateSerializer()
+    specificity = EstimateSerializer()
+    auc = EstimateSerializer()
+    confusion_matrix = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()), help_text="[[tn, fp], [fn, tp]]"
+    )
+
+
+class CaseAnswerSerializer(serializers.Serializer):
+    probability = serializers.FloatField()
+    label = serializers.ChoiceField(choices=Label.choices, help_text="At its own version's threshold.")
+
+
+class ComparedCaseSerializer(serializers.Serializer):
+    scan = serializers.IntegerField()
+    uploaded_at = serializers.DateTimeField()
+    final_label = serializers.ChoiceField(choices=Label.choices, help_text="The latest review's.")
+    champion = CaseAnswerSerializer()
+    challenger = CaseAnswerSerializer()
+
+
+class ComparisonSerializer(serializers.Serializer):
+    challenger_since = serializers.DateTimeField()
+    is_challenger = serializers.BooleanField(help_text="False once its challenge has ended or it was promoted.")
+    n = serializers.IntegerField(help_text="Reviewed scans both models predicted since the challenge began.")
+    champion = ComparedSideSerializer()
+    challenger = ComparedSideSerializer()
+    disagreements = serializers.IntegerField(help_text="Cases where the two labels differ.")
+    only_champion_correct = serializers.IntegerField()
+    only_challenger_correct = serializers.IntegerField()
+    mcnemar_p = serializers.FloatField(allow_null=True, help_text="McNemar's exact test of the paired accuracies.")
+    delong_p = serializers.FloatField(allow_null=True, help_text="DeLong's test of the paired AUCs.")
+    cases_limit = serializers.IntegerField(help_text="At most this many cases are listed, the most recent first.")
+    cases_truncated = serializers.BooleanField(help_text="True when n exceeds cases_limit.")
+    cases = ComparedCaseSerializer(many=True)
+
+
+class PromotionSerializer(serializers.Serializer):
+    confirm = serializers.BooleanField(
+        required=False, default=False, help_text="true: you have read the comparison and promote the challenger."
+    )
+
+
+class PromotedSerializer(serializers.Serializer):
+    model_version = ModelVersionSerializer()
+    comparison = ComparisonSerializer(help_text="The comparison it was promoted on.")
 
 
 # --- tokens ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from classifier.models import ModelVersion
 from radiology.actions import clinical, pipeline, registry
 from radiology.api import serializers as s
 from radiology.api.errors import error_body
+from radiology.comparison import compare_with_champion
 from radiology.dashboard import dashboard_metrics
 from radiology.ingest import RefusedFile, RejectedUpload, read_upload
 from radiology.models import Patient, Review, Scan
@@ -234,6 +235,9 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         "list": ("view_model_versions",),
         "retrieve": ("view_model_versions",),
         "activate": ("activate_model_versions",),
+        "challenger": ("activate_model_versions",),
+        "promote": ("activate_model_versions",),
+        "comparison": ("view_model_versions",),
     }
 
     @extend_schema(
@@ -246,6 +250,56 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     def activate(self, request, pk=None):
         version = registry.activate_model_version(request.user, self.get_object())
         return Response(self.get_serializer(version).data)
+
+    @extend_schema(
+        methods=["POST"],
+        summary="Make this version the challenger (admins)",
+        description="It then also predicts every new scan in the shadow of the active version; doctors never "
+        "see its answers. One challenger at a time; an active version cannot be one.",
+        request=None,
+        responses={200: s.ModelVersionSerializer},
+    )
+    @extend_schema(
+        methods=["DELETE"],
+        summary="End this version's challenge (admins)",
+        description="Its predictions stay, for its comparison.",
+        request=None,
+        responses={200: s.ModelVersionSerializer},
+    )
+    @action(detail=True, methods=["post", "delete"])
+    def challenger(self, request, pk=None):
+        version = self.get_object()
+        if request.method == "DELETE":
+            registry.end_challenger(request.user, version)
+        else:
+            registry.start_challenger(request.user, version)
+        return Response(self.get_serializer(version).data)
+
+    @extend_schema(
+        summary="The challenger against the active model on confirmed cases (admins)",
+        description="Over the reviewed scans both predicted since its challenge began; the truth is the latest "
+        "review's final label. Every figure has its 95 % interval; `cases` lists the most recent "
+        "`cases_limit` of them.",
+        responses={200: s.ComparisonSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def comparison(self, request, pk=None):
+        return Response(s.ComparisonSerializer(compare_with_champion(self.get_object())).data)
+
+    @extend_schema(
+        summary="Promote the challenger to active (admins)",
+        description="Read its comparison first, then send `confirm: true`; the answer carries the comparison "
+        "it was promoted on, which the audit event keeps too.",
+        request=s.PromotionSerializer,
+        responses={200: s.PromotedSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def promote(self, request, pk=None):
+        form = s.PromotionSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        version = self.get_object()
+        comparison = registry.promote_challenger(request.user, version, form.validated_data["confirm"])
+        return Response(s.PromotedSerializer({"model_version": version, "comparison": comparison}).data)
 
 
 @csrf_exempt  # it changes nothing, so a browser session's POST gets this 404, not the CSRF page

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from classifier.metrics import confusion_matrix_png, roc_curve_png
 from classifier.models import ModelVersion
+from radiology import comparison as comparison_of_models
 from radiology import dashboard
 from radiology.actions import pipeline, registry
 from radiology.models import Scan
@@ -135,4 +136,64 @@ def activate_model_version(request, pk):
         messages.error(request, " ".join(error.messages))
     else:
         messages.success(request, f"Model {version.version} is now active: new scans are predicted with it.")
+    return redirect("model_versions")
+
+
+@require("activate_model_versions")
+@require_POST
+def start_challenger(request, pk):
+    version = get_object_or_404(ModelVersion, pk=pk)
+    try:
+        registry.start_challenger(request.user, version)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Model {version.version} is the challenger: it now also predicts every new scan.")
+    return redirect("model_versions")
+
+
+@require("activate_model_versions")
+@require_POST
+def end_challenger(request, pk):
+    version = get_object_or_404(ModelVersion, pk=pk)
+    try:
+        registry.end_challenger(request.user, version)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Model {version.version} is no longer the challenger; its comparison stays.")
+    return redirect("model_versions")
+
+
+@require("view_model_versions")
+@require_GET
+def model_comparison(request, pk):
+    version = get_object_or_404(ModelVersion, pk=pk)
+    try:
+        comparison = comparison_of_models.compare_with_champion(version)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("model_versions")
+    return render(
+        request,
+        "radiology/model_comparison.html",
+        {
+            "version": version,
+            "comparison": comparison,
+            "sides": [("Active model (champion)", comparison["champion"]), ("Challenger", comparison["challenger"])],
+            "disagreeing": comparison_of_models.disagreeing_cases(comparison),
+        },
+    )
+
+
+@require("activate_model_versions")
+@require_POST
+def promote_challenger(request, pk):
+    version = get_object_or_404(ModelVersion, pk=pk)
+    try:
+        registry.promote_challenger(request.user, version, confirmed=request.POST.get("confirm") == "yes")
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("model_comparison", pk=version.pk) if version.is_challenger else redirect("model_versions")
+    messages.success(request, f"Model {version.version} is now active: new scans are predicted with it.")
     return redirect("model_versions")

@@ -33,4 +33,8 @@ urlpatterns = [
     path("scans/<int:pk>/requeue/", admin_views.requeue, name="requeue_scan"),
     path("models/", admin_views.model_versions, name="model_versions"),
     path("models/<int:pk>/activate/", admin_views.activate_model_version, name="activate_model_version"),
+    path("models/<int:pk>/challenger/", admin_views.start_challenger, name="start_challenger"),
+    path("models/<int:pk>/challenger/end/", admin_views.end_challenger, name="end_challenger"),
+    path("models/<int:pk>/comparison/", admin_views.model_comparison, name="model_comparison"),
+    path("models/<int:pk>/promote/", admin_views.promote_challenger, name="promote_challenger"),
 ]
