@@ -34,10 +34,10 @@ CASES = [
 ]
 
 
-def review_as(doctor, scan, final_label, prediction_label):
+def review_as(doctor, scan, final_label, prediction_label, supersedes=None):
     if final_label == prediction_label:
-        return clinical.review_scan(doctor, scan, "confirm")
-    return clinical.review_scan(doctor, scan, "override", "the doctor disagrees")
+        return clinical.review_scan(doctor, scan, "confirm", supersedes=supersedes)
+    return clinical.review_scan(doctor, scan, "override", "the doctor disagrees", supersedes=supersedes)
 
 
 def shadow(scan, version, probability, created_at):
@@ -69,9 +69,10 @@ def challenge(doctor, loadable_files):
             model_version=champion, probability=champion_p, scan__uploaded_at=after + timedelta(minutes=i)
         )
         shadow(prediction.scan, challenger, challenger_p, after + timedelta(minutes=i))
+        first = None
         if i == 4:  # first reviewed wrongly, then corrected: the latest review is the truth
-            review_as(doctor, prediction.scan, "PNEUMONIA", prediction.label)
-        review_as(doctor, prediction.scan, final_label, prediction.label)
+            first = review_as(doctor, prediction.scan, "PNEUMONIA", prediction.label)
+        review_as(doctor, prediction.scan, final_label, prediction.label, supersedes=first)
         scans.append(prediction.scan)
 
     unreviewed = PredictionFactory(model_version=champion, probability=0.9, scan__uploaded_at=after)

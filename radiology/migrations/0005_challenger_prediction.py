@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("classifier", "0002_challenger"),
-        ("radiology", "0001_initial"),
+        ("radiology", "0004_review_outcome"),
     ]
 
     operations = [
