@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("classifier", "0002_challenger"),
-        ("radiology", "0004_review_outcome"),
+        ("radiology", "0005_scan_dicom_identity_and_source"),
     ]
 
     operations = [
