@@ -5,16 +5,16 @@ replaces the first decision); the model's answer is the label its prediction car
 threshold of the model version that made it. Pages and the API both read `dashboard_metrics`.
 
 Every figure is computed in the database from ReviewOutcome (one row per reviewed scan, kept up to
-date by the review action; radiology/outcomes.py): counts by conditional aggregation, the AUC as
-the Mann-Whitney statistic over the rows grouped by score, percentiles from two sorted rows. The
-cost is a few scans of one narrow, indexed table, whatever the number of scans waiting or reviews.
+date by the review action; radiology/outcomes.py), in three passes over that one narrow, indexed
+table: counts grouped by week and cell, the AUC as the Mann-Whitney statistic over the rows grouped
+by score (window sums), and the percentiles from the rows around their positions in sorted order.
 """
 
 import datetime
 import math
 
 from django.db import connection
-from django.db.models import Avg, Count, IntegerField, Q, Value
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
@@ -23,13 +23,7 @@ from classifier.models import ModelVersion
 from radiology.models import ReviewOutcome
 
 ACTUAL = Q(actual_positive=True)
-PREDICTED = Q(predicted_positive=True)
-CONFUSION_COUNTS = {
-    "tn": Count("pk", filter=~ACTUAL & ~PREDICTED),
-    "fp": Count("pk", filter=~ACTUAL & PREDICTED),
-    "fn": Count("pk", filter=ACTUAL & ~PREDICTED),
-    "tp": Count("pk", filter=ACTUAL & PREDICTED),
-}
+CELLS = {(False, False): "tn", (False, True): "fp", (True, False): "fn", (True, True): "tp"}  # (actual, predicted)
 TURNAROUND_FIELDS = {
     "upload_to_prediction": "upload_to_prediction_s",
     "prediction_to_review": "prediction_to_review_s",
@@ -63,59 +57,90 @@ def outcome_rows(model_version=None, start=None, end=None):
     return uploaded_between(rows, start, end)
 
 
-def auc_by_group(rows, group=None):
-    """[ROC AUC or None for each group], groups in ascending order of the `group` expression (one
-    group without it).
+def fetch(statement, rows, more_params=()):
+    """Run `statement`, whose {rows} is replaced by the SQL Django compiles for the queryset `rows`
+    (its parameters first, then `more_params`)."""
+    inner, params = rows.query.sql_with_params()  # the values stay in params
+    with connection.cursor() as cursor:
+        cursor.execute(statement.format(rows=inner), [*params, *more_params])
+        return cursor.fetchall()
 
-    Mann-Whitney U per group: for each distinct score, its positives beat the negatives scored
-    lower and tie half of those scored the same; U / (positives x negatives). Exact with ties, and
-    equal to classifier.metrics.roc_auc on the same rows.
+
+def weekly_auc(rows):
+    """[(week U, all-weeks U, positives, negatives)] for each week in order, in one pass.
+
+    The Mann-Whitney U of a set of scans: each positive beats the negatives scored lower and ties
+    half of those scored the same; the AUC is U / (positives x negatives). Exact with ties, equal
+    to classifier.metrics.roc_auc. The all-weeks U is split over the weeks, so their sum is the U
+    of all the rows.
     """
     scores = (
-        rows.annotate(auc_group=group if group is not None else Value(0, output_field=IntegerField()))
+        rows.annotate(week=TruncWeek("uploaded_at"))
         .order_by()
-        .values("auc_group", "probability")
+        .values("week", "probability")
         .annotate(pos=Count("pk", filter=ACTUAL), neg=Count("pk", filter=~ACTUAL))
     )
-    inner, params = scores.query.sql_with_params()  # Django's compiled SQL; the values stay in params
-    statement = f"""
-        SELECT SUM(pos * (neg_below + neg / 2.0)), SUM(pos), SUM(neg)
+    statement = """
+        SELECT SUM(pos * (week_neg_upto - neg / 2.0)), SUM(pos * (all_neg_upto - all_neg_same / 2.0)),
+               SUM(pos), SUM(neg)
         FROM (
-            SELECT auc_group, pos, neg,
-                   SUM(neg) OVER (PARTITION BY auc_group ORDER BY probability ROWS UNBOUNDED PRECEDING) - neg
-                       AS neg_below
-            FROM ({inner}) AS scores
+            SELECT week, pos, neg,
+                   SUM(neg) OVER (PARTITION BY week ORDER BY probability ROWS UNBOUNDED PRECEDING) AS week_neg_upto,
+                   SUM(neg) OVER (ORDER BY probability RANGE UNBOUNDED PRECEDING) AS all_neg_upto,
+                   SUM(neg) OVER (PARTITION BY probability) AS all_neg_same
+            FROM ({rows}) AS scores
         ) AS ranked
-        GROUP BY auc_group
-        ORDER BY auc_group
-    """  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return [
-            float(u) / (int(positives) * int(negatives)) if positives and negatives else None
-            for u, positives, negatives in cursor.fetchall()
-        ]
+        GROUP BY week
+        ORDER BY week
+    """
+    return [tuple(float(value) for value in row) for row in fetch(statement, scores)]
 
 
-def percentile(rows, field, count, q):
-    """The q-th percentile of `field` over `count` rows, interpolated linearly as numpy does,
-    from the (at most) two rows around its position in sorted order."""
-    position = q / 100 * (count - 1)
-    below = math.floor(position)
-    values = list(rows.order_by(field).values_list(field, flat=True)[below : below + 2])
-    if len(values) == 1 or position == below:
-        return float(values[0])
-    return float(values[0] + (values[1] - values[0]) * (position - below))
+def auc(u, positives, negatives):
+    return u / (positives * negatives) if positives and negatives else None
 
 
-def duration_stats(rows, field, count, mean):
+def turnaround(rows, count, sums):
+    """Median, 95th percentile (interpolated as numpy does) and mean of each turnaround, reading
+    only the rows around each percentile's position from one sorted pass per duration."""
     if not count:
-        return {"n": 0, "median_s": None, "p95_s": None, "mean_s": None}
+        return {name: {"n": 0, "median_s": None, "p95_s": None, "mean_s": None} for name in TURNAROUND_FIELDS}
+    positions = {q: q / 100 * (count - 1) for q in (50, 95)}
+    wanted = sorted(
+        {math.floor(p) + step for p in positions.values() for step in (1, 2) if math.floor(p) + step <= count}
+    )
+    first, second = TURNAROUND_FIELDS.values()
+    marks = ", ".join(["%s"] * len(wanted))
+    statement = f"""
+        SELECT first_rank, first_value, second_rank, second_value
+        FROM (
+            SELECT {first} AS first_value, ROW_NUMBER() OVER (ORDER BY {first}) AS first_rank,
+                   {second} AS second_value, ROW_NUMBER() OVER (ORDER BY {second}) AS second_rank
+            FROM ({{rows}}) AS durations
+        ) AS ranked
+        WHERE first_rank IN ({marks}) OR second_rank IN ({marks})
+    """  # noqa: S608  (column names from TURNAROUND_FIELDS, not from input)
+    found = fetch(statement, rows.order_by().values(first, second), [*wanted, *wanted])
+    by_rank = {name: {} for name in TURNAROUND_FIELDS}
+    names = list(TURNAROUND_FIELDS)
+    for first_rank, first_value, second_rank, second_value in found:
+        by_rank[names[0]][first_rank] = first_value
+        by_rank[names[1]][second_rank] = second_value
+
+    def percentile(values, q):
+        below = math.floor(positions[q])
+        low = values[below + 1]
+        high = values.get(below + 2, low)
+        return float(low + (high - low) * (positions[q] - below))
+
     return {
-        "n": count,
-        "median_s": percentile(rows, field, count, 50),
-        "p95_s": percentile(rows, field, count, 95),
-        "mean_s": float(mean),
+        name: {
+            "n": count,
+            "median_s": percentile(by_rank[name], 50),
+            "p95_s": percentile(by_rank[name], 95),
+            "mean_s": sums[name] / count,
+        }
+        for name in TURNAROUND_FIELDS
     }
 
 
@@ -127,47 +152,54 @@ def headline(counts):
     return metrics
 
 
-def weekly_trend(rows):
-    """Accuracy over time: the headline metrics for each week (Monday first) that has reviewed scans."""
-    week = TruncWeek("uploaded_at")  # in the site's time zone
-    weeks = rows.annotate(week=week).order_by("week").values("week").annotate(**CONFUSION_COUNTS)
-    trend = []
-    for counts, auc in zip(weeks, auc_by_group(rows, week), strict=True):
-        metrics = headline(counts)
-        trend.append(
-            {
-                "week_start": timezone.localtime(counts["week"]).date().isoformat(),
-                **{key: metrics[key] for key in ("n", "accuracy", "sensitivity", "specificity")},
-                "auc": auc,
-                "override_rate": metrics["override_rate"],
-            }
-        )
-    return trend
-
-
 def metrics_of(rows) -> dict:
     """JSON-ready: n, auc, accuracy, sensitivity, specificity, precision, f1, threshold(s),
     confusion_matrix [[tn, fp], [fn, tp]], override_rate, turnaround (seconds), model_versions and
-    by_week, over the given ReviewOutcome rows. A metric undefined for the data is None.
+    by_week (Monday first, in the site's time zone), over the given ReviewOutcome rows. A metric
+    undefined for the data is None.
 
-    The confusion matrix is built from each prediction's own label: scans judged at different
-    thresholds (several model versions) cannot share one threshold."""
-    totals = rows.aggregate(
-        **CONFUSION_COUNTS, **{f"{name}_mean": Avg(field) for name, field in TURNAROUND_FIELDS.items()}
+    Three passes over the rows: counts by week, version, threshold and cell (everything but the
+    AUC and the percentiles follows from them), the AUC, the percentiles. The confusion matrix is
+    built from each prediction's own label: scans judged at different thresholds (several model
+    versions) cannot share one threshold."""
+    groups = (
+        rows.annotate(week=TruncWeek("uploaded_at"))
+        .order_by("week")
+        .values("week", "model_version_id", "threshold", "actual_positive", "predicted_positive")
+        .annotate(count=Count("pk"), **{f"{name}_sum": Sum(field) for name, field in TURNAROUND_FIELDS.items()})
     )
+    totals = dict.fromkeys(CELLS.values(), 0)
+    sums = dict.fromkeys(TURNAROUND_FIELDS, 0.0)
+    weeks, version_ids, thresholds = {}, set(), set()
+    for group in groups:
+        cell = CELLS[group["actual_positive"], group["predicted_positive"]]
+        totals[cell] += group["count"]
+        weeks.setdefault(group["week"], dict.fromkeys(CELLS.values(), 0))[cell] += group["count"]
+        for name in TURNAROUND_FIELDS:
+            sums[name] += group[f"{name}_sum"]
+        version_ids.add(group["model_version_id"])
+        thresholds.add(group["threshold"])
     metrics = headline(totals)
     count = metrics["n"]
-    metrics["auc"] = auc_by_group(rows)[0] if count else None
-    thresholds = sorted(rows.order_by().values_list("threshold", flat=True).distinct())
-    metrics["threshold"] = thresholds[0] if len(thresholds) == 1 else None
-    metrics["thresholds"] = thresholds
-    metrics["turnaround"] = {
-        name: duration_stats(rows, field, count, totals[f"{name}_mean"]) for name, field in TURNAROUND_FIELDS.items()
-    }
+    u_by_week = weekly_auc(rows) if count else []
+    metrics["auc"] = auc(sum(u for _, u, _, _ in u_by_week), totals["tp"] + totals["fn"], totals["tn"] + totals["fp"])
+    metrics["threshold"] = next(iter(thresholds)) if len(thresholds) == 1 else None
+    metrics["thresholds"] = sorted(thresholds)
+    metrics["turnaround"] = turnaround(rows, count, sums)
     metrics["model_versions"] = sorted(
-        rows.order_by().values_list("model_version__version", flat=True).distinct() if count else []
+        ModelVersion.objects.filter(pk__in=version_ids).values_list("version", flat=True)
     )
-    metrics["by_week"] = weekly_trend(rows) if count else []
+    metrics["by_week"] = []
+    for (week, counts), (week_u, _, positives, negatives) in zip(weeks.items(), u_by_week, strict=True):
+        week_metrics = headline(counts)
+        metrics["by_week"].append(
+            {
+                "week_start": timezone.localtime(week).date().isoformat(),
+                **{key: week_metrics[key] for key in ("n", "accuracy", "sensitivity", "specificity")},
+                "auc": auc(week_u, positives, negatives),
+                "override_rate": week_metrics["override_rate"],
+            }
+        )
     return metrics
 
 

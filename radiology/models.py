@@ -100,6 +100,12 @@ class Scan(models.Model):
                 fields=["sop_instance_uid"], condition=~models.Q(sop_instance_uid=""), name="one_scan_per_sop_instance"
             ),
         ]
+        indexes = [
+            # The review queue's overdue part, oldest first (radiology/triage.py).
+            models.Index(
+                fields=["uploaded_at", "id"], condition=models.Q(status="predicted"), name="scan_waiting_for_review"
+            ),
+        ]
         permissions = [
             ("view_scan_image", "Can view scan images"),
             ("view_scan_heatmap", "Can view the model's heatmaps"),

@@ -2,29 +2,108 @@
 
 Sorting by the AI score alone shortens the mean wait and lengthens the longest ones, so a scan
 that has waited longer than TRIAGE_MAX_WAIT_MINUTES since upload jumps ahead, oldest first.
+
+The queue is read in its two parts, each in an order an index serves: the overdue scans by upload
+time (the partial index `scan_waiting_for_review`), then the recent ones by score (few: at most the
+cap's worth of uploads). A page costs the same with forty scans waiting as with forty thousand.
 """
 
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Case, F, IntegerField, Value, When
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from radiology.models import Scan
 
+OVERDUE, RECENT = 0, 1  # `overdue_rank` of each entry, as the page and the API show it
 
-def review_queue(now=None):
-    now = now or timezone.now()
-    overdue_before = now - timedelta(minutes=settings.TRIAGE_MAX_WAIT_MINUTES)
-    overdue = When(uploaded_at__lte=overdue_before, then=Value(0))
-    return (
-        Scan.objects.filter(status=Scan.Status.PREDICTED, prediction__isnull=False)
-        .select_related("patient", "prediction", "prediction__model_version")
-        .annotate(
-            overdue_rank=Case(overdue, default=Value(1), output_field=IntegerField()),
-            overdue_since=Case(When(uploaded_at__lte=overdue_before, then=F("uploaded_at")), default=None),
+
+def waiting_scans():
+    # record_prediction writes the prediction and this status in one transaction.
+    return Scan.objects.filter(status=Scan.Status.PREDICTED)
+
+
+class ReviewQueue:
+    """The scans waiting for review in review order, as a sequence that Django's Paginator and
+    DRF's pagination slice: `count()` and `queue[start:stop]`, each part queried only as far as the
+    slice needs. `narrow` takes a queryset and says what to read of each scan (select_related, only).
+    """
+
+    def __init__(self, now=None, narrow=None):
+        now = now or timezone.now()
+        self.overdue_before = now - timedelta(minutes=settings.TRIAGE_MAX_WAIT_MINUTES)
+        narrow = narrow or (lambda scans: scans.select_related("patient", "prediction", "prediction__model_version"))
+        waiting = waiting_scans()
+        self.overdue = narrow(waiting.filter(uploaded_at__lte=self.overdue_before)).order_by("uploaded_at", "pk")
+        self.recent = narrow(waiting.filter(uploaded_at__gt=self.overdue_before)).order_by(
+            "-prediction__probability", "uploaded_at", "pk"
         )
-        .order_by(
-            "overdue_rank", F("overdue_since").asc(nulls_last=True), "-prediction__probability", "uploaded_at", "pk"
-        )
-    )
+
+    @cached_property
+    def overdue_count(self):
+        return self.overdue.count()
+
+    @cached_property
+    def recent_count(self):
+        return self.recent.count()
+
+    def count(self):
+        return self.overdue_count + self.recent_count
+
+    def __len__(self):
+        return self.count()
+
+    def __getitem__(self, index):
+        if isinstance(index, int):
+            entries = self[index : index + 1]
+            if not entries:
+                raise IndexError(index)
+            return entries[0]
+        if index.step not in (None, 1) or (index.start or 0) < 0 or (index.stop is not None and index.stop < 0):
+            raise ValueError("The review queue takes slices of positive indexes only.")
+        start, stop = index.start or 0, index.stop if index.stop is not None else self.count()
+        entries = []
+        if start < self.overdue_count:
+            entries += self.ranked(self.overdue[start : min(stop, self.overdue_count)], OVERDUE)
+        if stop > self.overdue_count:
+            entries += self.ranked(self.recent[max(0, start - self.overdue_count) : stop - self.overdue_count], RECENT)
+        return entries
+
+    @staticmethod
+    def ranked(scans, rank):
+        scans = list(scans)
+        for scan in scans:
+            scan.overdue_rank = rank
+        return scans
+
+    def first_id(self):
+        return self.overdue.values_list("pk", flat=True).first() or self.recent.values_list("pk", flat=True).first()
+
+    def id_after(self, scan_id):
+        """The scan after `scan_id` in review order, wrapping round to the top; the top one when
+        `scan_id` is not waiting; None when nothing else is."""
+        scan = waiting_scans().select_related("prediction").filter(pk=scan_id).first()
+        if scan is None:
+            return self.first_id()
+        if scan.uploaded_at <= self.overdue_before:
+            later = Q(uploaded_at__gt=scan.uploaded_at) | Q(uploaded_at=scan.uploaded_at, pk__gt=scan.pk)
+            following = self.overdue.filter(later).values_list("pk", flat=True).first() or (
+                self.recent.values_list("pk", flat=True).first()
+            )
+        else:
+            score = scan.prediction.probability
+            later = (
+                Q(prediction__probability__lt=score)
+                | Q(prediction__probability=score, uploaded_at__gt=scan.uploaded_at)
+                | Q(prediction__probability=score, uploaded_at=scan.uploaded_at, pk__gt=scan.pk)
+            )
+            following = self.recent.filter(later).values_list("pk", flat=True).first()
+        if following is None:
+            top = self.first_id()
+            following = top if top != scan.pk else None
+        return following
+
+    def ids(self):
+        return [scan.pk for scan in self[:]]

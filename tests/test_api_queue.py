@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from radiology.triage import review_queue
+from radiology.triage import ReviewQueue
 from tests.factories import PredictionFactory, ScanFactory, UserFactory
 from tests.support.api import error_of, token_client
 
@@ -26,7 +26,7 @@ def test_the_queue_is_in_review_order_with_overdue_scans_first(doctor, settings)
     body = token_client(doctor).get(URL).json()
 
     assert [entry["id"] for entry in body["results"]] == [overdue.pk, likely.pk, unlikely.pk]
-    assert [entry["id"] for entry in body["results"]] == list(review_queue().values_list("pk", flat=True))
+    assert [entry["id"] for entry in body["results"]] == ReviewQueue().ids()
     assert [entry["overdue"] for entry in body["results"]] == [True, False, False]
     top = body["results"][1]
     assert top["prediction"]["probability"] == 0.95

@@ -24,7 +24,7 @@ from radiology.dashboard import dashboard_metrics
 from radiology.ingest import RefusedFile, RejectedUpload, read_upload
 from radiology.models import Patient, Review, Scan
 from radiology.private_files import STORED_CONTENT_TYPES, heatmap_response, stored_image_response
-from radiology.triage import review_queue
+from radiology.triage import ReviewQueue
 
 # Who may see a scan's record: its uploader's role, the reviewing doctors, the admins.
 SEE_SCANS = ("view_scan_status", "review_scans", "view_patient_history")
@@ -167,7 +167,7 @@ class QueueViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     required_actions = {"list": ("review_scans",)}
 
     def get_queryset(self):
-        return with_reviews(review_queue())
+        return ReviewQueue(narrow=lambda scans: with_reviews(scans.select_related("patient")))
 
 
 class ReviewViewSet(viewsets.GenericViewSet):

@@ -16,9 +16,16 @@ from radiology.actions import clinical
 from radiology.models import Patient, Review, Scan
 from radiology.permissions import require
 from radiology.private_files import heatmap_response, viewable_image_response
-from radiology.triage import review_queue
+from radiology.triage import ReviewQueue
 from radiology.web.forms import ReviewForm
 from radiology.web.views import page_of
+
+
+def queue_page_columns(scans):
+    """What the queue page shows of each scan, and nothing more."""
+    return scans.select_related("patient", "prediction").only(
+        "pk", "uploaded_at", "patient__name", "patient__mrn", "prediction__probability", "prediction__label"
+    )
 
 
 @require("review_scans")
@@ -29,27 +36,17 @@ def queue(request):
         request,
         "radiology/review_queue.html",
         {
-            "page": page_of(request, review_queue(now)),
+            "page": page_of(request, ReviewQueue(now, narrow=queue_page_columns)),
             "now": now,
             "wait_cap_minutes": settings.TRIAGE_MAX_WAIT_MINUTES,
         },
     )
 
 
-def next_in_queue(after_scan_id=None):
-    """The scan after `after_scan_id` in the queue's order (the top one when it is not queued)."""
-    ids = list(review_queue().values_list("pk", flat=True))
-    if after_scan_id in ids:
-        position = ids.index(after_scan_id)
-        rest = ids[position + 1 :] or ids[:position]  # past the end, wrap round to the top
-        return rest[0] if rest else None
-    return ids[0] if ids else None
-
-
 @require("review_scans")
 @require_GET
 def review_next(request):
-    scan_id = next_in_queue()
+    scan_id = ReviewQueue().first_id()
     return redirect("review", pk=scan_id) if scan_id else redirect("review_queue")
 
 
@@ -83,7 +80,7 @@ def review(request, pk):
                 request,
                 f"Scan {scan.pk} of {scan.patient.name} {done}: final label {saved.get_final_label_display().lower()}.",
             )
-            following = next_in_queue()
+            following = ReviewQueue().first_id()
             return redirect("review", pk=following) if following else redirect("review_queue")
     reviews = scan.reviews.select_related("doctor").order_by("created_at", "pk")
     return render(
@@ -96,7 +93,7 @@ def review(request, pk):
             "form": form,
             "conflict": conflict,
             "latest_review": latest,
-            "next_scan_id": next_in_queue(scan.pk),
+            "next_scan_id": ReviewQueue().id_after(scan.pk),
         },
         status=409 if conflict else 400 if form.errors else 200,
     )
