@@ -90,6 +90,13 @@ class Scan(models.Model):
     study_instance_uid = models.CharField("Study Instance UID", max_length=64, blank=True)
     series_instance_uid = models.CharField("Series Instance UID", max_length=64, blank=True)
     sop_instance_uid = models.CharField("SOP Instance UID", max_length=64, blank=True)
+    # The prediction pipeline's state machine (radiology/actions/pipeline.py): queued -> processing
+    # (claimed by one task run, named by claim_token, until lease_expires_at) -> predicted | failed.
+    claim_token = models.CharField(max_length=64, blank=True, help_text="The task run holding it while processing.")
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Until then no other worker may claim it; after, its holder is taken as dead."
+    )
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Claims since upload or the last re-queue.")
 
     class Meta:
         ordering = ["-uploaded_at"]

@@ -235,6 +235,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # over 4 s by default and starts another, which does the same, in a loop.
 CELERY_WORKER_PROC_ALIVE_TIMEOUT = 120
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 240)
+# A claimed scan belongs to its task run until this lease runs out (past the hard time limit, the
+# run is dead); then the sweep sends it again. Each claim is an attempt; the last one fails it.
+PREDICTION_LEASE_SECONDS = env_int("PREDICTION_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 30)
+PREDICTION_MAX_ATTEMPTS = env_int("PREDICTION_MAX_ATTEMPTS", 3)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {

@@ -2,13 +2,14 @@
 
 import logging
 import time
+import uuid
 from datetime import timedelta
 
 from celery import shared_task
 from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from radiology.actions import pipeline
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 MAX_RETRIES = 5
 # A queued scan whose task was sent this long ago and never ran is taken as lost and sent again
-# (a second delivery is harmless); a scan processing longer than any task may run was abandoned.
+# (a second delivery is harmless: only one run can hold the claim).
 LOST_MESSAGE_AFTER = timedelta(minutes=30)
 
 
@@ -60,47 +61,62 @@ def load_model_in_worker(**kwargs):
 
 @shared_task(bind=True, max_retries=MAX_RETRIES)
 def predict_scan(self, scan_id):
+    """Claim the scan (and others waiting), predict, record. The claim token is the task id: a
+    retry or a redelivery of this message takes back what an earlier run of it held."""
+    claim_token = self.request.id or f"local-{uuid.uuid4().hex}"
     scans = []
     try:
-        scans = pipeline.claim_scans_for_prediction(scan_id, settings.PREDICTION_BATCH_SIZE)
+        scans = pipeline.claim_scans_for_prediction(scan_id, claim_token, settings.PREDICTION_BATCH_SIZE)
         if not scans:
-            return "already predicted"
+            status = Scan.objects.filter(pk=scan_id).values_list("status", flat=True).first()
+            if status is None:
+                log.warning("Scan %s no longer exists", scan_id)
+                return "missing"
+            if status == Scan.Status.PROCESSING:
+                log.info("Scan %s is held by another live worker: left to it", scan_id)
+                return "held elsewhere"
+            return "already predicted" if status in (Scan.Status.PREDICTED, Scan.Status.REVIEWED) else status
         version, predictor = active_predictor()
         readable = [
-            (scan, pixels) for scan, pixels in ((scan, stored_pixels(scan)) for scan in scans) if pixels is not None
+            (scan, pixels)
+            for scan, pixels in ((scan, stored_pixels(scan, claim_token)) for scan in scans)
+            if pixels is not None
         ]
-        predicted = predict_and_record(predictor, version, readable) if readable else []
+        predicted = predict_and_record(predictor, version, readable, claim_token) if readable else []
         if len(scans) > 1:
             log.info("Scan %s: predicted %d scans waiting together", scan_id, len(predicted))
         return "predicted" if scan_id in predicted else "failed"
-    except Scan.DoesNotExist:
-        log.warning("Scan %s no longer exists", scan_id)
-        return "missing"
     except ModelUnavailable as error:
         log.error("MODEL UNAVAILABLE for scan %s: %s", scan_id, error)
         for scan in scans:
-            pipeline.mark_scan_failed(scan.pk, str(error))
+            pipeline.mark_scan_failed(scan.pk, str(error), claim_token=claim_token)
         return "failed"
     except TRANSIENT_ERRORS as error:
         close_old_connections()
         if self.request.retries >= MAX_RETRIES:
             log.error("Scan %s failed after %s retries: %s", scan_id, MAX_RETRIES, error)
-            mark_failed_when_possible(scan_id, f"Failed after {MAX_RETRIES} retries: {error}")
+            release_when_possible(claim_token, f"Failed after {MAX_RETRIES} retries: {error}")
             return "failed"
         raise self.retry(exc=error, countdown=min(2**self.request.retries, 60)) from error
+    except Exception as error:
+        # Anything else (a PermissionError, a full disk while saving the heatmap, a bug): this
+        # attempt is spent for every scan the run holds; the last attempt fails them with the reason.
+        log.exception("Prediction run for scan %s failed", scan_id)
+        release_when_possible(claim_token, f"{type(error).__name__}: {error}")
+        return "failed"
 
 
-def stored_pixels(scan):
+def stored_pixels(scan, claim_token):
     """The scan's decoded pixels, or None (and the scan marked failed) when its file is unreadable."""
     try:
         with scan.image.open("rb") as stored:
             return decode_upload(stored.read()).pixels
     except (RejectedUpload, FileNotFoundError) as error:
-        pipeline.mark_scan_failed(scan.pk, f"The stored image cannot be read: {error}")
+        pipeline.mark_scan_failed(scan.pk, f"The stored image cannot be read: {error}", claim_token=claim_token)
         return None
 
 
-def predict_and_record(predictor, version, batch) -> list[int]:
+def predict_and_record(predictor, version, batch, claim_token) -> list[int]:
     """Predict and record a batch of (scan, pixels); -> the ids predicted.
 
     An image the model cannot take fails alone: the batch is then predicted scan by scan.
@@ -114,14 +130,22 @@ def predict_and_record(predictor, version, batch) -> list[int]:
         raise
     except Exception as error:  # TensorFlow and the preprocessing raise many types
         if len(batch) > 1:
-            return [scan_id for item in batch for scan_id in predict_and_record(predictor, version, [item])]
+            return [
+                scan_id for item in batch for scan_id in predict_and_record(predictor, version, [item], claim_token)
+            ]
         scan, _ = batch[0]
         log.exception("The model could not process scan %s", scan.pk)
-        pipeline.mark_scan_failed(scan.pk, f"The model could not process this image: {error}")
+        pipeline.mark_scan_failed(scan.pk, f"The model could not process this image: {error}", claim_token=claim_token)
         return []
+    recorded = []
     for (scan, _), probability, heatmap_png in zip(batch, probabilities, heatmaps):
-        pipeline.record_prediction(scan.pk, version, float(probability), heatmap_png, inference_ms)
-    return [scan.pk for scan, _ in batch]
+        if pipeline.record_prediction(
+            scan.pk, version, float(probability), heatmap_png, inference_ms, claim_token=claim_token
+        ):
+            recorded.append(scan.pk)
+        else:
+            log.info("Scan %s was re-queued or taken over while predicted: this result is dropped", scan.pk)
+    return recorded
 
 
 def heatmap_png_for(predictor, pixels) -> bytes:
@@ -130,25 +154,30 @@ def heatmap_png_for(predictor, pixels) -> bytes:
     return heatmap_png(predictor.gradcam(pixels))
 
 
-def mark_failed_when_possible(scan_id, reason):
+def release_when_possible(claim_token, reason):
     try:
-        pipeline.mark_scan_failed(scan_id, reason)
+        pipeline.release_after_error(claim_token, reason)
     except TRANSIENT_ERRORS:
-        log.exception("Could not mark scan %s failed; the stale-scan sweep will re-queue it", scan_id)
+        log.exception(
+            "Could not release the scans of claim %s; the sweep sends them once its lease runs out", claim_token
+        )
 
 
 @shared_task
 def requeue_stale_scans():
     """Send again what the queue lost: scans never sent (the broker was down at upload), scans sent
-    long ago that never ran, and scans a worker claimed and abandoned (killed past every retry)."""
+    long ago that never ran, and scans whose claim's lease ran out (their run died) unless they were
+    sent since. A scan within its lease, or sent within its visibility window, is left alone."""
     now = timezone.now()
     never_sent = Q(
         enqueued_at__isnull=True, uploaded_at__lte=now - timedelta(seconds=settings.REQUEUE_STALE_AFTER_SECONDS)
     )
     lost = Q(enqueued_at__lte=now - LOST_MESSAGE_AFTER)
     queued = Scan.objects.filter(status=Scan.Status.QUEUED).filter(never_sent | lost)
-    abandoned_before = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
-    abandoned = Scan.objects.filter(status=Scan.Status.PROCESSING, processing_since__lte=abandoned_before)
+    not_sent_since_expiry = Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=F("lease_expires_at")) | lost
+    abandoned = Scan.objects.filter(status=Scan.Status.PROCESSING, lease_expires_at__lt=now).filter(
+        not_sent_since_expiry
+    )
     sent = [scan_id for scan_id in queued.values_list("pk", flat=True) if pipeline.enqueue_prediction(scan_id)]
     sent += [scan_id for scan_id in abandoned.values_list("pk", flat=True) if pipeline.enqueue_prediction(scan_id)]
     if sent:

@@ -76,9 +76,10 @@ def test_path_is_stripped_from_the_original_name(radiographer, patient):
 def test_record_prediction_is_idempotent(db, radiographer, patient):
     scan = clinical.upload_scan(radiographer, patient, "chest.png", png_bytes()).scan
     version = ModelVersionFactory(threshold=0.4)
-    first = pipeline.record_prediction(scan.pk, version, 0.41, b"png", 3.0)
-    second = pipeline.record_prediction(scan.pk, version, 0.10, b"png", 3.0)
-    assert first.pk == second.pk
+    assert pipeline.claim_scans_for_prediction(scan.pk, "run-1") == [scan]
+    first = pipeline.record_prediction(scan.pk, version, 0.41, b"png", 3.0, claim_token="run-1")
+    second = pipeline.record_prediction(scan.pk, version, 0.10, b"png", 3.0, claim_token="run-1")
+    assert first is not None and second is None
     assert Prediction.objects.filter(scan=scan).count() == 1
     first.refresh_from_db()
     assert first.label == "PNEUMONIA" and first.threshold == 0.4
@@ -120,7 +121,8 @@ def test_failed_scan_can_be_requeued_by_admin(
     admin_user, radiographer, patient, django_capture_on_commit_callbacks, monkeypatch
 ):
     scan = clinical.upload_scan(radiographer, patient, "chest.png", png_bytes()).scan
-    pipeline.mark_scan_failed(scan.pk, "model file missing")
+    pipeline.claim_scans_for_prediction(scan.pk, "run-1")
+    pipeline.mark_scan_failed(scan.pk, "model file missing", claim_token="run-1")
     scan.refresh_from_db()
     assert scan.status == Scan.Status.FAILED and scan.failure_reason == "model file missing"
     sent = []

@@ -93,8 +93,8 @@ def test_the_sweep_sends_what_the_queue_lost_and_nothing_else(radiographer, pati
     Scan.objects.filter(pk=recent.pk).update(
         uploaded_at=now - timedelta(hours=1), enqueued_at=now - timedelta(minutes=5)
     )
-    Scan.objects.filter(pk=abandoned.pk).update(status="processing", processing_since=now - timedelta(minutes=10))
-    Scan.objects.filter(pk=busy.pk).update(status="processing", processing_since=now - timedelta(seconds=30))
+    Scan.objects.filter(pk=abandoned.pk).update(status="processing", lease_expires_at=now - timedelta(seconds=5))
+    Scan.objects.filter(pk=busy.pk).update(status="processing", lease_expires_at=now + timedelta(seconds=30))
     sent = []
     monkeypatch.setattr(pipeline, "enqueue_prediction", lambda scan_id: sent.append(scan_id) or True)
     assert sorted(requeue_stale_scans()) == sorted([never_sent.pk, lost.pk, abandoned.pk])
