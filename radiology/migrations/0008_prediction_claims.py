@@ -17,7 +17,7 @@ def lease_scans_in_flight(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("radiology", "0006_challenger_prediction"),
+        ("radiology", "0007_scan_waiting_for_review"),
     ]
 
     operations = [
