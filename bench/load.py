@@ -291,17 +291,17 @@ def activate_model(model_path):
 
 
 def create_uploader_and_patients(run_id):
-    """A radiographer with an API token, and the patients the X-rays belong to."""
+    """An integration account (as a PACS bridge uses) with an API token, and the patients the X-rays belong to."""
     import datetime
 
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
     from radiology.actions import clinical, tokens
-    from radiology.permissions import RADIOGRAPHER
+    from radiology.permissions import INTEGRATION
 
     user = get_user_model().objects.create_user(f"bench-{run_id}", password=secrets.token_urlsafe(24))
-    user.groups.add(Group.objects.get(name=RADIOGRAPHER))
+    user.groups.add(Group.objects.get(name=INTEGRATION))
     token = tokens.issue_api_token(None, user, replace=True).key
     patients = [
         clinical.create_patient(

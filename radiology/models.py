@@ -246,3 +246,26 @@ class ChallengerPrediction(models.Model):
 
     def __str__(self):
         return f"{self.model_version} (challenger): {self.label} ({self.probability:.3f}) for scan {self.scan_id}"
+
+
+class ApiToken(models.Model):
+    """An API token. Only the SHA-256 of its key is stored: the key itself is shown once, when
+    it is issued. A key is 256 random bits, so a plain hash cannot be reversed by guessing."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. the PACS bridge's host.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8, help_text="The key's first characters, to tell tokens apart.")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["user_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="one_token_per_name_per_user")]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}...) of {self.user}"
+
+    @property
+    def is_expired(self):
+        return self.expires_at <= timezone.now()

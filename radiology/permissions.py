@@ -33,7 +33,7 @@ ACTIONS = {
     "view_model_versions": "classifier.view_modelversion",
     "activate_model_versions": "classifier.activate_modelversion",
     "manage_users": "auth.change_user",
-    "manage_tokens": "authtoken.change_token",
+    "manage_tokens": "radiology.change_apitoken",
     "view_pacs_status": "radiology.view_pacs_status",
 }
 ROLE_ACTIONS = {
@@ -74,9 +74,9 @@ ROLE_EXTRA_PERMISSIONS = {
         "auth.add_user",
         "auth.view_user",
         "auth.view_group",
-        "authtoken.add_token",
-        "authtoken.view_token",
-        "authtoken.delete_token",
+        "radiology.add_apitoken",
+        "radiology.view_apitoken",
+        "radiology.delete_apitoken",
     ],
 }
 

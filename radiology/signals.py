@@ -25,3 +25,19 @@ def audit_login_failed(sender, credentials, request=None, **kwargs):
         None,
         after={"username": str(credentials.get("username", ""))[:150], "ip": client_address(request)},
     )
+
+
+def revoke_tokens_on_credential_change(sender, instance, raw=False, update_fields=None, **kwargs):
+    """A user's API tokens stop working when their password changes or they are deactivated:
+    a token must not outlive the credentials or the account it was issued on."""
+    from radiology.actions.tokens import revoke_all_tokens
+
+    if raw or instance.pk is None or (update_fields is not None and not {"password", "is_active"} & set(update_fields)):
+        return
+    before = sender.objects.filter(pk=instance.pk).values("password", "is_active").first()
+    if before is None:
+        return
+    if before["password"] != instance.password:
+        revoke_all_tokens(instance, "password changed")
+    elif before["is_active"] and not instance.is_active:
+        revoke_all_tokens(instance, "deactivated")

@@ -39,7 +39,11 @@ def test_an_invalid_token_is_401(radiographer):
     response = client.get("/api/v1/patients/")
 
     assert response.status_code == 401
-    assert error_of(response) == {"status": 401, "code": "authentication_failed", "message": "Invalid token."}
+    assert error_of(response) == {
+        "status": 401,
+        "code": "authentication_failed",
+        "message": "Invalid or expired token.",
+    }
 
 
 @pytest.mark.django_db

@@ -8,9 +8,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core import mail
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
-from radiology.models import AuditEvent
+from radiology.models import ApiToken, AuditEvent
 from tests.conftest import PASSWORD, logged_in
 from tests.factories import UserFactory
 from tests.support.api import token_client
@@ -172,7 +171,7 @@ def test_nobody_mints_a_token_for_another_person(request, issuer, person):
     response = token_client(request.getfixturevalue(issuer)).post("/api/v1/tokens/", {"user": target.pk})
 
     assert response.status_code == 403
-    assert not Token.objects.filter(user=target).exists()
+    assert not ApiToken.objects.filter(user=target).exists()
 
 
 @pytest.mark.django_db

@@ -24,12 +24,11 @@ from django.urls import URLResolver, get_resolver, resolve, reverse
 from django.urls.exceptions import Resolver404
 from django.utils.crypto import get_random_string
 from django.utils.regex_helper import normalize
-from rest_framework.authtoken.models import Token
 
 import radiology.settings as configured
 from radiology.actions import clinical
 from radiology.api.views import unknown_endpoint
-from radiology.models import AuditEvent
+from radiology.models import ApiToken, AuditEvent
 from tests.conftest import PASSWORD
 from tests.factories import PredictionFactory, UserFactory
 from tests.support.images import png_bytes
@@ -330,7 +329,7 @@ def test_api_token_exchange_locks_out_too(settings, doctor):
         ).status_code in (401, 403, 429)
     response = client.post(url, {"username": doctor.username, "password": PASSWORD}, content_type="application/json")
     assert response.status_code in (401, 403, 429)
-    assert not Token.objects.filter(user=doctor).exists()
+    assert not ApiToken.objects.filter(user=doctor).exists()
 
 
 def test_password_validators_are_on():

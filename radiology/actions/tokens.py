@@ -1,11 +1,26 @@
-"""API tokens: issued and revoked by actions, audited without the key."""
+"""API tokens: issued, listed and revoked by actions, audited without the key.
 
+A key is shown once, by the action that issues it; the database keeps only its SHA-256.
+"""
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
 
 from radiology.actions.audit import audit
+from radiology.models import ApiToken
 from radiology.permissions import is_service_account
+
+DEFAULT_NAME = "api"
+
+
+def key_hash(key):
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def may_issue_for(actor, user):
@@ -14,26 +29,43 @@ def may_issue_for(actor, user):
     return actor is None or actor.pk == user.pk or is_service_account(user)
 
 
-def issue_api_token(actor, user, replace=False):
-    """The user's API token: the existing one, or a new one (always new with `replace`, which
-    revokes the old). The audit names the user, never the key."""
+def issue_api_token(actor, user, name=DEFAULT_NAME, replace=False):
+    """A new token for the user, valid for API_TOKEN_DAYS; the returned token's `key` is the only
+    copy of the key. A token of the same name is revoked; with `replace`, every other one too."""
     if not may_issue_for(actor, user):
         raise PermissionDenied("Tokens are issued only for your own account or for integration service accounts.")
+    key = secrets.token_urlsafe(32)
     with transaction.atomic():
-        existing = Token.objects.select_for_update().filter(user=user).first()
-        if existing and not replace:
-            return existing
-        if existing:
-            existing.delete()
-        token = Token.objects.create(user=user)
-        audit(actor, "api_token.issued", user, after={"replaced": existing is not None})
+        others = ApiToken.objects.select_for_update().filter(user=user)
+        revoked = list((others if replace else others.filter(name=name)).values_list("pk", flat=True))
+        ApiToken.objects.filter(pk__in=revoked).delete()
+        token = ApiToken.objects.create(
+            user=user,
+            name=name,
+            key_hash=key_hash(key),
+            prefix=key[:8],
+            expires_at=timezone.now() + timedelta(days=settings.API_TOKEN_DAYS),
+        )
+        audit(actor, "api_token.issued", user, after={"token": token.pk, "name": name, "revoked": revoked})
+    token.key = key
     return token
 
 
-def revoke_api_token(actor, user) -> bool:
-    """Delete the user's API token; False when they had none."""
+def authenticate_key(key):
+    """The unexpired token with this key, with its user; None otherwise."""
+    return ApiToken.objects.select_related("user").filter(key_hash=key_hash(key), expires_at__gt=timezone.now()).first()
+
+
+def revoke_api_token(actor, token):
     with transaction.atomic():
-        deleted, _ = Token.objects.filter(user=user).delete()
-        if deleted:
-            audit(actor, "api_token.revoked", user)
-    return bool(deleted)
+        token_id = token.pk
+        token.delete()
+        audit(actor, "api_token.revoked", token.user, after={"token": token_id, "name": token.name})
+
+
+def revoke_all_tokens(user, reason):
+    """Every token of the user stops working (their password changed, or they were deactivated)."""
+    revoked = list(ApiToken.objects.filter(user=user).values_list("pk", flat=True))
+    if revoked:
+        ApiToken.objects.filter(pk__in=revoked).delete()
+        audit(None, "api_token.revoked", user, after={"tokens": revoked, "reason": reason})

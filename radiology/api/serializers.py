@@ -4,10 +4,10 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.authtoken.models import Token
 
 from classifier.models import ModelVersion
-from radiology.models import Label, Patient, Prediction, Review, Scan
+from radiology.actions.tokens import DEFAULT_NAME
+from radiology.models import ApiToken, Label, Patient, Prediction, Review, Scan
 from radiology.permissions import can
 
 
@@ -346,30 +346,44 @@ class PromotedSerializer(serializers.Serializer):
 # --- tokens ---------------------------------------------------------------------------------------
 
 
-class CredentialsSerializer(serializers.Serializer):
+class TokenNameSerializer(serializers.Serializer):
+    name = serializers.CharField(
+        max_length=100,
+        default=DEFAULT_NAME,
+        help_text="What the token is for. A token of yours with the same name is revoked.",
+    )
+
+
+class CredentialsSerializer(TokenNameSerializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
 
 
-class TokenSerializer(serializers.ModelSerializer):
+class TokenSummarySerializer(serializers.ModelSerializer):
+    """A token as it is listed: whose, what for, until when; never the key."""
+
     user = serializers.IntegerField(source="user_id", read_only=True)
     username = serializers.CharField(source="user.username", read_only=True)
-    token = serializers.CharField(source="key", read_only=True, help_text="Send as `Authorization: Token <token>`.")
+    expired = serializers.BooleanField(source="is_expired", read_only=True)
 
     class Meta:
-        model = Token
-        fields = ["user", "username", "token", "created"]
+        model = ApiToken
+        fields = ["id", "name", "user", "username", "prefix", "created_at", "expires_at", "expired"]
 
 
-class IssuedTokenSummarySerializer(TokenSerializer):
-    """A token as admins list them: whose and since when, never the key itself."""
+class IssuedTokenSerializer(TokenSummarySerializer):
+    token = serializers.CharField(
+        source="key",
+        read_only=True,
+        help_text="Shown in this response only (only its hash is kept): send as `Authorization: Token <token>`.",
+    )
 
-    class Meta(TokenSerializer.Meta):
-        fields = ["user", "username", "created"]
+    class Meta(TokenSummarySerializer.Meta):
+        fields = TokenSummarySerializer.Meta.fields + ["token"]
 
 
-class TokenIssueSerializer(serializers.Serializer):
+class TokenIssueSerializer(TokenNameSerializer):
     user = serializers.PrimaryKeyRelatedField(
         queryset=get_user_model().objects.filter(is_active=True),
-        help_text="The user's id. A token they had stops working.",
+        help_text="Your own id, or an integration service account's.",
     )

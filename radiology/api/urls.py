@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from radiology.api import views
-from radiology.api.token_views import OwnTokenView, TokenAdminViewSet
+from radiology.api.token_views import OwnTokenViewSet, TokenAdminViewSet, TokenExchangeView
 
 router = SimpleRouter()
 router.register("patients", views.PatientViewSet, basename="api-patient")
@@ -13,11 +13,12 @@ router.register("queue", views.QueueViewSet, basename="api-queue")
 router.register("reviews", views.ReviewViewSet, basename="api-review")
 router.register("model-versions", views.ModelVersionViewSet, basename="api-model-version")
 router.register("tokens", TokenAdminViewSet, basename="api-token")
+router.register("auth/tokens", OwnTokenViewSet, basename="api-own-tokens")
 
 urlpatterns = [
     path("v1/", include(router.urls)),
     path("v1/metrics/", views.MetricsView.as_view(), name="api-metrics"),
-    path("v1/auth/token/", OwnTokenView.as_view(), name="api-own-token"),
+    path("v1/auth/token/", TokenExchangeView.as_view(), name="api-own-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # People reach the docs in a browser: send them to the login page rather than a JSON 401.
     path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
