@@ -40,7 +40,16 @@ MATRIX = [
     ("promote_challenger", "post", {A}, 302),
     ("end_challenger", "post", {A}, 302),
 ]
-NOT_ROLE_PAGES = {"login", "logout", "home", "password_reset_confirm", "password_reset_complete"}
+# Every signed-in person's, whatever the role: signing in and out, the session's own endpoints.
+NOT_ROLE_PAGES = {
+    "login",
+    "logout",
+    "home",
+    "password_reset_confirm",
+    "password_reset_complete",
+    "session_status",
+    "session_keep_alive",
+}
 
 
 @pytest.fixture

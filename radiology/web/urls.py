@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from radiology.web import admin_views, review_views, views
+from radiology.web import admin_views, review_views, session_views, views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -9,6 +9,8 @@ urlpatterns = [
     # The link an administrator sends instead of setting someone's password.
     path("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
     path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path("session/status.json", session_views.session_status, name="session_status"),
+    path("session/keep-alive/", session_views.session_keep_alive, name="session_keep_alive"),
     path("", views.home, name="home"),
     # Radiographer
     path("patients/", views.patient_list, name="patient_list"),

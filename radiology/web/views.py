@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods
 
+from radiology import session_limits
 from radiology.actions import clinical
 from radiology.models import Patient, Scan
 from radiology.permissions import can, is_service_account, require
@@ -180,6 +181,7 @@ def scan_status(request):
     )
 
 
+@session_limits.passive  # the status page polls it: that is not the person's activity
 @require("view_scan_status")
 @require_GET
 def scan_status_json(request):
