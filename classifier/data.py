@@ -1,9 +1,12 @@
 """Labeled image folders: decoding, patient ids, and the patient-wise train/validation split.
 
 A labeled folder holds `NORMAL/` and `PNEUMONIA/` subfolders of PNG or JPEG files of any
-size (the layout of the shared dataset and of a site's calibration sample).
+size (the layout of the shared dataset, of a site's calibration sample and of `export_reviewed`).
+A `manifest.csv` beside them (`file`, `patient` columns; `export_reviewed` writes one) names each
+file's patient; without it the patient comes from the file name.
 """
 
+import csv
 import hashlib
 import io
 import re
@@ -18,6 +21,7 @@ from classifier.preprocess import ImageError
 EXIF_ORIENTATION = 0x0112  # 1 is upright; 2-8 are mirrored and/or turned
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # index = label; 1 = pneumonia
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+MANIFEST_NAME = "manifest.csv"
 
 # Kermany file names carry the patient: person123_bacteria_456.jpeg -> person123,
 # IM-0115-0001.jpeg -> IM-0115, NORMAL2-IM-0006-0001.jpeg -> NORMAL2-IM-0006.
@@ -80,20 +84,40 @@ def patient_id_for(filename):
     return match.group(1) if match else Path(filename).stem
 
 
+def manifest_patients(data_dir):
+    """{"NORMAL/x.png": patient key} from DIR/manifest.csv; empty when there is none."""
+    manifest = Path(data_dir) / MANIFEST_NAME
+    if not manifest.is_file():
+        return {}
+    with manifest.open(newline="") as rows:
+        reader = csv.DictReader(rows)
+        if not {"file", "patient"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{manifest} needs the columns file and patient")
+        return {row["file"]: row["patient"] for row in reader}
+
+
 def list_labeled_images(data_dir):
     """All images under DIR/NORMAL and DIR/PNEUMONIA, in a stable order."""
     data_dir = Path(data_dir)
     missing = [name for name in CLASS_NAMES if not (data_dir / name).is_dir()]
     if missing:
         raise FileNotFoundError(f"{data_dir} has no {' or '.join(missing)} folder")
+    patients = manifest_patients(data_dir)
     images = []
     for label, class_name in enumerate(CLASS_NAMES):
         for path in sorted((data_dir / class_name).iterdir()):
             if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-                images.append(LabeledImage(path, label, patient_id_for(path.name)))
+                patient = patients.get(f"{class_name}/{path.name}") or patient_id_for(path.name)
+                images.append(LabeledImage(path, label, patient))
     if not images:
         raise FileNotFoundError(f"{data_dir} holds no PNG or JPEG images")
     return images
+
+
+def list_labeled_folders(data_dirs):
+    """The images of several labeled folders, one after another. A patient id found in two folders
+    is one patient (an export's keys are stable across exports), so the split keeps them together."""
+    return [image for data_dir in data_dirs for image in list_labeled_images(data_dir)]
 
 
 def patient_groups(images):

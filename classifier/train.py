@@ -30,7 +30,7 @@ from classifier.threshold import DEFAULT_RULE, choose_threshold
 
 @dataclass
 class TrainingConfig:
-    data_dir: str
+    data_dirs: tuple  # labeled folders, split together by patient
     out_dir: str
     run_dir: str | None = None  # logs and the validation split; default training-runs/<version>
     name: str = "pneumonia"
@@ -120,6 +120,9 @@ def write_split_folder(images, folder):
         (Path(folder) / class_name).mkdir(parents=True, exist_ok=True)
     for image in images:
         link = Path(folder) / data.CLASS_NAMES[image.label] / image.path.name
+        if link.exists() and link.resolve() != image.path.resolve():
+            # The same name in another --data folder: named after that folder too.
+            link = link.with_name(f"{image.path.parent.parent.name}-{image.path.name}")
         if not link.exists():
             link.symlink_to(image.path.resolve())
 
@@ -166,8 +169,8 @@ def split_data(config, log=print):
     """
     config.version = config.version or default_version(config)
     config.run_dir = config.run_dir or str(Path("training-runs") / config.version)
-    log(f"reading {config.data_dir}")
-    images = data.list_labeled_images(config.data_dir)
+    log(f"reading {', '.join(str(folder) for folder in config.data_dirs)}")
+    images = data.list_labeled_folders(config.data_dirs)
     train_images, validation_images = data.split_by_patient(images, config.validation_fraction, config.seed)
     split = {"train": data.summarize(train_images), "validation": data.summarize(validation_images)}
     log(f"split by patient: train {split['train']}, validation {split['validation']}")

@@ -202,6 +202,9 @@ PREDICTION_BATCH_SIZE = env_int("PREDICTION_BATCH_SIZE", 8)
 # The challenger's shadow predictions go to a queue of their own, so that no champion's prediction
 # waits behind them: docker-compose runs a worker of their own; `make run`'s one worker takes both.
 CHALLENGER_QUEUE = env_str("CHALLENGER_QUEUE", "challenger")
+# The key of the patient pseudonyms in `export_reviewed`'s manifests: the same patient gets the same
+# pseudonym in every export while it stays the same (by default the SECRET_KEY).
+EXPORT_SALT = env_str("EXPORT_SALT") or SECRET_KEY
 
 # The model shipped with the product; `make run` registers and activates it.
 CLASSIFIER_MODEL_PATH = Path(

@@ -1,4 +1,6 @@
-"""python manage.py train_model --data DIR --out DIR [--backbone NAME] [--weights PATH] [--epochs N] ..."""
+"""python manage.py train_model --data DIR [DIR ...] --out DIR [--backbone NAME] [--weights PATH] [--epochs N] ..."""
+
+from os import PathLike
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -20,7 +22,14 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--data", required=True, help="folder with NORMAL/ and PNEUMONIA/")
+        parser.add_argument(
+            "--data",
+            required=True,
+            nargs="+",
+            action="extend",
+            help="folder(s) with NORMAL/ and PNEUMONIA/ (and optionally manifest.csv naming each file's "
+            "patient, as export_reviewed writes); several are split together by patient",
+        )
         parser.add_argument("--out", required=True, help="folder for the model files")
         parser.add_argument("--name", default="pneumonia", help="file name stem (default pneumonia)")
         parser.add_argument("--run-dir", help="logs + validation split links (default training-runs/VERSION)")
@@ -65,7 +74,7 @@ class Command(BaseCommand):
         if weights is None:
             raise CommandError(f"no shared weights for alpha {options['alpha']}; pass --weights")
         config = TrainingConfig(
-            data_dir=options["data"],
+            data_dirs=data_folders(options["data"]),
             out_dir=options["out"],
             run_dir=options["run_dir"],
             name=options["name"],
@@ -90,3 +99,8 @@ class Command(BaseCommand):
             return
         path = train(config, log=self.stdout.write)
         self.stdout.write(self.style.SUCCESS(f"trained {path}"))
+
+
+def data_folders(value):
+    """--data's folders; call_command passes one folder as it was given, not in a list."""
+    return (str(value),) if isinstance(value, str | PathLike) else tuple(str(folder) for folder in value)
