@@ -59,6 +59,11 @@ def overlay_png(pixels, heatmap, alpha=0.45):
 
     `alpha` is the heatmap's opacity where it is hottest; cold regions stay plain grey.
     """
+    return _encode_png(overlay_rgb(pixels, heatmap, alpha))
+
+
+def overlay_rgb(pixels, heatmap, alpha=0.45):
+    """overlay_png's picture as a (height, width, 3) uint8 array (the PACS's secondary capture)."""
     gray = stretch_to_uint8(to_grayscale(pixels))
     height, width = gray.shape
     scale = min(1.0, MAX_OVERLAY_SIDE / max(height, width))
@@ -68,4 +73,4 @@ def overlay_png(pixels, heatmap, alpha=0.45):
     rgb, heat = _colour(heatmap, width, height)
     weight = (alpha * heat)[:, :, None]
     blended = (1.0 - weight) * gray[:, :, None].astype(np.float32) + weight * rgb
-    return _encode_png(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)

@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from radiology.models import AuditEvent
-from radiology.pacs.models import PacsInstance, PollState
+from radiology.pacs.models import OutboxItem, PacsInstance, PollState
 from tests.conftest import logged_in
 
 
@@ -67,3 +67,24 @@ def test_a_conflict_is_tried_again_on_request_and_audited(admin_role_client, adm
     refused = admin_role_client.post(reverse("pacs_retry_conflict", args=[ingested.pk]), follow=True)
     assert "Only conflicts are tried again" in refused.content.decode()
     assert PacsInstance.objects.filter(pk=ingested.pk).exists()
+
+
+def test_the_page_shows_the_outbox_with_its_last_error(admin_role_client):
+    from tests.factories import ScanFactory
+
+    scan = ScanFactory(patient__mrn="MRN-OUTBOX")
+    common = {"scan": scan, "study_instance_uid": "2.25.9", "series_instance_uid": "2.25.10"}
+    OutboxItem.objects.create(kind="ai_report", sop_instance_uid="2.25.11", sent_at=timezone.now(), **common)
+    OutboxItem.objects.create(
+        kind="overlay",
+        sop_instance_uid="2.25.12",
+        attempts=3,
+        last_error="The PACS did not take it: ConnectionError: refused",
+        **common,
+    )
+
+    page = admin_role_client.get(reverse("pacs_status")).content.decode()
+
+    assert '<strong id="outbox-sent">1</strong>' in page and '<strong id="outbox-waiting-count">1</strong>' in page
+    assert "Grad-CAM overlay (secondary capture)" in page and "MRN-OUTBOX" in page
+    assert "The PACS did not take it: ConnectionError: refused" in page

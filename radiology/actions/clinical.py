@@ -13,6 +13,7 @@ from radiology.actions.pipeline import enqueue_prediction
 from radiology.ingest import DecodedImage, RejectedUpload, check_dicom_patient, decode_upload
 from radiology.models import Label, Patient, Prediction, Review, Scan
 from radiology.outcomes import refresh_review_outcome
+from radiology.pacs import outbox as pacs_outbox
 
 
 def patient_snapshot(patient):
@@ -168,6 +169,7 @@ def review_scan(
             review = Review.objects.create(
                 scan=scan, doctor=actor, decision=decision, final_label=final_label, note=note, supersedes=previous
             )
+            pacs_outbox.add_review_result(review)
             before = {"status": scan.status, "final_label": previous.final_label if previous else None}
             scan.status = Scan.Status.REVIEWED
             scan.save(update_fields=["status"])

@@ -22,6 +22,7 @@ from django.utils import timezone
 from radiology.actions.audit import audit
 from radiology.actions.files import delete_stored_file
 from radiology.models import Label, Prediction, Scan
+from radiology.pacs import outbox as pacs_outbox
 from radiology.shadow import send_to_challenger
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ def record_prediction(
             )
             prediction.heatmap.save("heatmap.png", ContentFile(heatmap_png), save=False)
             prediction.save()
+            pacs_outbox.add_prediction_results(prediction)
             before = scan.status
             scan.status = Scan.Status.PREDICTED
             scan.failure_reason = ""

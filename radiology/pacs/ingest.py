@@ -164,7 +164,7 @@ def ingest_instance(client, study_uid, series_uid, sop_uid, report: PollReport):
     except IntegrityError:
         log.info("PACS instance %s was recorded by another poller", sop_uid)
         return
-    report.outcomes[record.outcome] += 1
+    report.outcomes[str(record.outcome)] += 1
 
 
 def store_scan(record: PacsInstance, data: bytes, decoded):

@@ -13,3 +13,12 @@ def poll_pacs():
         return "no PACS configured"
     report = poll()
     return report.error or dict(report.outcomes)
+
+
+@shared_task
+def send_outbox():
+    from radiology.pacs.outbox import send_due
+
+    if not pacs_configured():
+        return "no PACS configured"
+    return send_due()

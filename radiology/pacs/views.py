@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 from radiology.models import Scan
 from radiology.pacs import actions
 from radiology.pacs.client import pacs_configured
-from radiology.pacs.models import PacsInstance, PollState
+from radiology.pacs.models import OutboxItem, PacsInstance, PollState
 from radiology.permissions import require
 from radiology.web.views import page_of
 
@@ -33,6 +33,11 @@ def pacs_status(request):
             "pacs_scans": Scan.objects.filter(source=Scan.Source.PACS).count(),
             "conflicts": page_of(request, PacsInstance.objects.filter(outcome=PacsInstance.Outcome.CONFLICT)),
             "skipped": PacsInstance.objects.filter(outcome=PacsInstance.Outcome.SKIPPED)[:RECENT],
+            "outbox_sent": OutboxItem.objects.filter(sent_at__isnull=False).count(),
+            "outbox_waiting": OutboxItem.objects.filter(sent_at__isnull=True)
+            .select_related("scan__patient")
+            .order_by("next_attempt_at", "pk")[:RECENT],
+            "outbox_waiting_count": OutboxItem.objects.filter(sent_at__isnull=True).count(),
         },
     )
 
