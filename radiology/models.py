@@ -97,6 +97,12 @@ class Scan(models.Model):
         null=True, blank=True, help_text="Until then no other worker may claim it; after, its holder is taken as dead."
     )
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Claims since upload or the last re-queue.")
+    # Which doctor has it open for review, until when (renewed while the page is open): "next"
+    # sends other doctors elsewhere (radiology/actions/reading.py).
+    read_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    read_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-uploaded_at"]

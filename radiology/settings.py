@@ -196,6 +196,8 @@ FILE_UPLOAD_HANDLERS = [
 
 # Workflow rules.
 TRIAGE_MAX_WAIT_MINUTES = env_int("TRIAGE_MAX_WAIT_MINUTES", 60)
+# Opening a scan for review marks it as read by that doctor this long, renewed while the page is open.
+REVIEW_CLAIM_MINUTES = env_int("REVIEW_CLAIM_MINUTES", 5)
 REQUEUE_STALE_AFTER_SECONDS = env_int("REQUEUE_STALE_AFTER_SECONDS", 120)
 # Scans waiting in the queue when a task starts are predicted with it, up to this many in all.
 PREDICTION_BATCH_SIZE = env_int("PREDICTION_BATCH_SIZE", 8)

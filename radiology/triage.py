@@ -20,6 +20,11 @@ from radiology.models import Scan
 OVERDUE, RECENT = 0, 1  # `overdue_rank` of each entry, as the page and the API show it
 
 
+def free_to_read(reader, now):
+    """Scans no other doctor is reading: unclaimed, claimed by `reader`, or the claim ran out."""
+    return Q(read_by__isnull=True) | Q(read_by=reader) | Q(read_until__lt=now)
+
+
 def waiting_scans():
     # record_prediction writes the prediction and this status in one transaction.
     return Scan.objects.filter(status=Scan.Status.PREDICTED)
@@ -31,11 +36,13 @@ class ReviewQueue:
     slice needs. `narrow` takes a queryset and says what to read of each scan (select_related, only).
     """
 
-    def __init__(self, now=None, narrow=None):
+    def __init__(self, now=None, narrow=None, reader=None):
         now = now or timezone.now()
         self.overdue_before = now - timedelta(minutes=settings.TRIAGE_MAX_WAIT_MINUTES)
         narrow = narrow or (lambda scans: scans.select_related("patient", "prediction", "prediction__model_version"))
         waiting = waiting_scans()
+        if reader is not None:  # what `reader` may take: not a scan another doctor is reading
+            waiting = waiting.filter(free_to_read(reader, now))
         self.overdue = narrow(waiting.filter(uploaded_at__lte=self.overdue_before)).order_by("uploaded_at", "pk")
         self.recent = narrow(waiting.filter(uploaded_at__gt=self.overdue_before)).order_by(
             "-prediction__probability", "uploaded_at", "pk"

@@ -112,7 +112,9 @@ def test_next_link_skips_to_the_following_scan(doctor_client):
     top = predicted(0.9).scan
     following = predicted(0.5).scan
     page = doctor_client.get(reverse("review", args=[top.pk])).content.decode()
-    assert f'href="{reverse("review", args=[following.pk])}" id="next-link"' in page
+    assert f'href="{reverse("review_next")}?after={top.pk}" id="next-link"' in page
+    response = doctor_client.get(f"{reverse('review_next')}?after={top.pk}")
+    assert response["Location"] == reverse("review", args=[following.pk])
 
 
 def test_a_scan_without_prediction_has_no_review_page(doctor_client):

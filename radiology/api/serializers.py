@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from classifier.models import ModelVersion
+from radiology.actions.reading import reader_of
 from radiology.actions.tokens import DEFAULT_NAME
 from radiology.models import ApiToken, Label, Patient, Prediction, Review, Scan
 from radiology.permissions import can
@@ -166,11 +167,24 @@ class QueueEntrySerializer(ScanSerializer):
         help_text="Waited past the triage cap: it jumps ahead of higher scores."
     )
 
+    read_by = serializers.SerializerMethodField(
+        help_text="The doctor who has this scan open for review now (null: nobody); 'next' on the pages skips it."
+    )
+    read_until = serializers.SerializerMethodField(help_text="Until when that claim holds unless renewed.")
+
     class Meta(ScanSerializer.Meta):
-        fields = ScanSerializer.Meta.fields + ["overdue"]
+        fields = ScanSerializer.Meta.fields + ["overdue", "read_by", "read_until"]
 
     def get_overdue(self, scan) -> bool:
         return scan.overdue_rank == 0
+
+    def get_read_by(self, scan) -> str | None:
+        reader = reader_of(scan)
+        return reader.get_username() if reader else None
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_read_until(self, scan):
+        return serializers.DateTimeField().to_representation(scan.read_until) if reader_of(scan) else None
 
 
 # --- reviews --------------------------------------------------------------------------------------

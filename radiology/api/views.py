@@ -167,7 +167,7 @@ class QueueViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     required_actions = {"list": ("review_scans",)}
 
     def get_queryset(self):
-        return ReviewQueue(narrow=lambda scans: with_reviews(scans.select_related("patient")))
+        return ReviewQueue(narrow=lambda scans: with_reviews(scans.select_related("patient", "read_by")))
 
 
 class ReviewViewSet(viewsets.GenericViewSet):

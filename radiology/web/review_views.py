@@ -8,11 +8,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from radiology.actions import clinical
+from radiology import session_limits
+from radiology.actions import clinical, reading
 from radiology.models import Patient, Review, Scan
 from radiology.permissions import require
 from radiology.private_files import heatmap_response, viewable_image_response
@@ -23,8 +25,15 @@ from radiology.web.views import page_of
 
 def queue_page_columns(scans):
     """What the queue page shows of each scan, and nothing more."""
-    return scans.select_related("patient", "prediction").only(
-        "pk", "uploaded_at", "patient__name", "patient__mrn", "prediction__probability", "prediction__label"
+    return scans.select_related("patient", "prediction", "read_by").only(
+        "pk",
+        "uploaded_at",
+        "patient__name",
+        "patient__mrn",
+        "prediction__probability",
+        "prediction__label",
+        "read_until",
+        "read_by__username",
     )
 
 
@@ -46,8 +55,32 @@ def queue(request):
 @require("review_scans")
 @require_GET
 def review_next(request):
-    scan_id = ReviewQueue().first_id()
+    """The next scan nobody else reads, claimed for this doctor (after `?after=`, the scan they leave)."""
+    after = request.GET.get("after", "")
+    scan_id = reading.next_scan_to_read(request.user, after=int(after) if after.isdigit() else None)
     return redirect("review", pk=scan_id) if scan_id else redirect("review_queue")
+
+
+@require("review_scans")
+@require_POST
+@session_limits.passive  # the open page renews the claim by itself: not the person's activity
+def reading_heartbeat(request, pk):
+    """The open review page keeps its claim: 200 with the new deadline, or 409 naming who reads it now."""
+    if reading.claim_for_reading(request.user, pk):
+        until = Scan.objects.values_list("read_until", flat=True).get(pk=pk)
+        return JsonResponse({"reading": True, "until": until.isoformat()})
+    scan = get_object_or_404(Scan.objects.select_related("read_by"), pk=pk)
+    reader = reading.reader_of(scan)
+    return JsonResponse({"reading": False, "read_by": reader.get_username() if reader else None}, status=409)
+
+
+@require("review_scans")
+@require_POST
+@session_limits.passive
+def reading_release(request, pk):
+    """The page is left (sent by the browser as it goes): others may take the scan at once."""
+    reading.release_reading(request.user, pk)
+    return HttpResponse(status=204)
 
 
 @require("review_scans")
@@ -58,6 +91,7 @@ def review(request, pk):
         pk=pk,
         prediction__isnull=False,
     )
+    reading.claim_for_reading(request.user, scan.pk)  # no-op when another doctor reads it
     latest = scan.latest_review()
     form = ReviewForm(request.POST or None, initial={"supersedes": latest.pk if latest else None})
     conflict = None
@@ -80,7 +114,7 @@ def review(request, pk):
                 request,
                 f"Scan {scan.pk} of {scan.patient.name} {done}: final label {saved.get_final_label_display().lower()}.",
             )
-            following = ReviewQueue().first_id()
+            following = reading.next_scan_to_read(request.user)
             return redirect("review", pk=following) if following else redirect("review_queue")
     reviews = scan.reviews.select_related("doctor").order_by("created_at", "pk")
     return render(
@@ -93,10 +127,19 @@ def review(request, pk):
             "form": form,
             "conflict": conflict,
             "latest_review": latest,
-            "next_scan_id": ReviewQueue().id_after(scan.pk),
+            "has_next": ReviewQueue(reader=request.user).id_after(scan.pk) is not None,
+            "other_reader": other_reader(scan, request.user),
+            "heartbeat_seconds": settings.REVIEW_CLAIM_MINUTES * 60 // 3,
         },
         status=409 if conflict else 400 if form.errors else 200,
     )
+
+
+def other_reader(scan, doctor):
+    """The other doctor reading this scan now, if any."""
+    scan = Scan.objects.select_related("read_by").only("read_by", "read_until", "read_by__username").get(pk=scan.pk)
+    reader = reading.reader_of(scan)
+    return reader if reader is not None and reader != doctor else None
 
 
 @require("view_patient_history")
