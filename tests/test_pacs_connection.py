@@ -53,3 +53,21 @@ def test_orthanc_stopped_is_a_connection_error_and_restarted_keeps_its_archive(o
         pacs_client().search_for_instances()
     orthanc.start()
     assert len(pacs_client().search_for_instances(search_filters={"PatientID": "MRN-QIDO-2"})) == 1
+
+
+def test_compose_runs_an_orthanc_with_dicomweb_that_the_app_polls():
+    from pathlib import Path
+
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).resolve().parent.parent / "docker-compose.yml").read_text())
+    orthanc = compose["services"]["orthanc"]
+    assert orthanc["image"].startswith("orthancteam/orthanc:")
+    assert orthanc["environment"]["DICOM_WEB_PLUGIN_ENABLED"] == "true"
+    assert orthanc["environment"]["ORTHANC__AUTHENTICATION_ENABLED"] == "true"
+    assert [port.split(":")[-1] for port in orthanc["ports"]] == ["4242"]  # DICOM for modalities; HTTP unpublished
+    assert "orthanc-db" in compose["volumes"]
+    for name in ("web", "worker", "beat"):
+        environment = compose["services"][name]["environment"]
+        assert "http://orthanc:8042/dicom-web" in environment["PACS_DICOMWEB_URL"]
+        assert "PACS_PASSWORD" in environment["PACS_PASSWORD"]
