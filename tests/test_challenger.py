@@ -190,6 +190,7 @@ def test_the_challenger_predicts_apart_at_its_own_threshold(
 
 def test_the_scan_record_and_review_page_never_show_the_challenger(
     radiographer,
+    doctor,
     doctor_client,
     patient,
     challenger,
@@ -203,12 +204,13 @@ def test_the_scan_record_and_review_page_never_show_the_challenger(
     predict_with_challenger.apply(args=sent_to_challenger[0][0])
     assert ChallengerPrediction.objects.filter(scan=scan).exists()
 
-    record = token_client(radiographer).get(f"/api/v1/scans/{scan.pk}/").content.decode()
+    record = token_client(doctor).get(f"/api/v1/scans/{scan.pk}/").content.decode()
     review_page = doctor_client.get(reverse("review", args=[scan.pk])).content.decode()
 
     for text in (record, review_page):
         assert "tiny-challenger" not in text and "0.05" not in text
     assert "challenger" not in record
+    assert '"probability"' in record  # the champion's prediction is there
 
 
 @pytest.mark.parametrize("breakage", ["missing files", "model raises"])
