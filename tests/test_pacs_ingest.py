@@ -183,3 +183,37 @@ def test_orthanc_stopped_during_a_poll_loses_nothing_and_duplicates_nothing(orth
     assert poll_pacs().outcomes == {"ingested": 2}
     assert sorted(Scan.objects.values_list("patient__mrn", flat=True)) == ["MRN-OUT-0", "MRN-OUT-1", "MRN-OUT-2"]
     assert PollState.current().last_success_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_instance_the_pacs_fails_to_send_does_not_hold_up_the_others(orthanc, monkeypatch):
+    import requests
+
+    broken = modality_instance(seed=40, patient_id="MRN-BROKEN")
+    orthanc.store(broken, modality_instance(seed=41, patient_id="MRN-FINE"))
+    client_class = type(ingest.pacs_client())
+    real_retrieve = client_class.retrieve_instance
+
+    def retrieve(self, study_uid, series_uid, sop_uid, **kwargs):
+        if sop_uid == uid_of(broken):
+            raise requests.HTTPError("500 Server Error: Internal Server Error")
+        return real_retrieve(self, study_uid, series_uid, sop_uid, **kwargs)
+
+    monkeypatch.setattr(client_class, "retrieve_instance", retrieve)
+    report = poll_pacs()
+    assert report.outcomes == {"ingested": 1} and uid_of(broken) in report.error
+    assert uid_of(broken) in PollState.current().last_error and PollState.current().last_success_at is None
+
+    monkeypatch.setattr(client_class, "retrieve_instance", real_retrieve)
+    assert poll_pacs().outcomes == {"ingested": 1}
+    assert sorted(Scan.objects.values_list("patient__mrn", flat=True)) == ["MRN-BROKEN", "MRN-FINE"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_known_series_is_not_listed_again(orthanc, monkeypatch):
+    orthanc.store(modality_instance(seed=42, patient_id="MRN-SEEN"))
+    assert poll_pacs().outcomes == {"ingested": 1}
+    listed = []
+    monkeypatch.setattr(ingest, "ingest_series", lambda client, series, report: listed.append(series))
+    poll_pacs()
+    assert listed == []  # Orthanc says how many instances the series holds: all known

@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from radiology.actions import clinical
@@ -80,6 +81,7 @@ def poll_pacs() -> PollReport:
     except PACS_ERRORS as error:
         report.error = f"{type(error).__name__}: {error}"
         log.warning("PACS poll stopped (it resumes at the next poll): %s", report.error)
+    if report.error:
         PollState.objects.filter(pk=state.pk).update(last_error=report.error[:2000], last_error_at=timezone.now())
         return report
     PollState.objects.filter(pk=state.pk).update(last_success_at=timezone.now())
@@ -99,8 +101,11 @@ def series_to_look_at(client, modality):
         page = client.search_for_series(
             search_filters=filters, fields=[INSTANCES_IN_SERIES], limit=PAGE_SIZE, offset=offset
         )
+        known = known_instance_counts([tag_value(series, SERIES_UID) for series in page])
         for series in page:
-            if not series_fully_known(series):
+            in_pacs = tag_value(series, INSTANCES_IN_SERIES)
+            # A PACS that does not say how many instances a series holds has it listed every time.
+            if in_pacs is None or known.get(tag_value(series, SERIES_UID), 0) < int(in_pacs):
                 yield series
         if len(page) < PAGE_SIZE:
             return
@@ -112,11 +117,13 @@ def tag_value(attributes, tag, default=None):
     return values[0] if values else default
 
 
-def series_fully_known(series) -> bool:
-    count = tag_value(series, INSTANCES_IN_SERIES)
-    if count is None:
-        return False  # the PACS did not say: list its instances
-    return PacsInstance.objects.filter(series_instance_uid=tag_value(series, SERIES_UID)).count() >= int(count)
+def known_instance_counts(series_uids) -> dict:
+    """{Series Instance UID: how many of its instances are recorded}, in one query for a page."""
+    return dict(
+        PacsInstance.objects.filter(series_instance_uid__in=series_uids)
+        .values_list("series_instance_uid")
+        .annotate(Count("pk"))
+    )
 
 
 def ingest_series(client, series, report: PollReport):
@@ -130,7 +137,13 @@ def ingest_series(client, series, report: PollReport):
         for instance in page:
             sop_uid = tag_value(instance, SOP_UID)
             if sop_uid and sop_uid not in known:
-                ingest_instance(client, study_uid, series_uid, sop_uid, report)
+                try:
+                    ingest_instance(client, study_uid, series_uid, sop_uid, report)
+                except requests.HTTPError as error:
+                    # The PACS answered, with an error for this instance only: the others go on,
+                    # and this one is tried again at the next poll.
+                    report.error = f"Instance {sop_uid} could not be retrieved: {error}"
+                    log.warning("PACS poll: %s", report.error)
         if len(page) < PAGE_SIZE:
             return
         offset += len(page)
