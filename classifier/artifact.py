@@ -4,8 +4,11 @@
 - `NAME.tflite`: the same network converted to LiteRT, the fast inference path.
 - `NAME.json`: metadata (version, backbone, input size, preprocessing, threshold,
   metrics, training data summary, sha256 of both model files, date, library versions).
+- `NAME.features.npz` (optional): the training split's feature statistics for the
+  intended-use image check (`classifier.intended_use`); its sha256 is in the metadata under
+  `intended_use.image_check`. An artifact without it loads, without the image check.
 
-Loading checks both files against the sha256 in the metadata and refuses a mismatch, so a
+Loading checks the files against the sha256 in the metadata and refuses a mismatch, so a
 swapped or damaged file never serves predictions.
 """
 
@@ -104,14 +107,10 @@ def verified_metadata(keras_path):
             f"{keras_path}: metadata format {metadata.get('format_version')!r}, this code reads format {FORMAT_VERSION}"
         )
     for path, key in ((keras_path, "sha256"), (tflite_path(keras_path), "tflite_sha256")):
-        if not path.is_file():
-            raise ArtifactError(f"model file {path} is missing")
-        actual = sha256_file(path)
-        if actual != metadata.get(key):
-            raise ArtifactError(
-                f"sha256 mismatch for {path}: file has {actual}, "
-                f"metadata expects {metadata.get(key)}; refusing to load it"
-            )
+        _check_file(path, metadata.get(key))
+    image_check = (metadata.get("intended_use") or {}).get("image_check")
+    if image_check:
+        _check_file(features_path(keras_path), image_check.get("sha256"))
     recorded = metadata.get("preprocessing") or {}
     expected = preprocessing_spec(metadata["input_size"], metadata["backbone"], recorded.get("test_time_zooms", [1.0]))
     if recorded != expected:
@@ -119,6 +118,21 @@ def verified_metadata(keras_path):
             f"{keras_path} was trained with preprocessing {metadata.get('preprocessing')}, this code does {expected}"
         )
     return metadata
+
+
+def _check_file(path, expected_sha256):
+    if not path.is_file():
+        raise ArtifactError(f"model file {path} is missing")
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise ArtifactError(
+            f"sha256 mismatch for {path}: file has {actual}, metadata expects {expected_sha256}; refusing to load it"
+        )
+
+
+def features_path(keras_path):
+    """The intended-use feature statistics beside the model (classifier.intended_use)."""
+    return Path(keras_path).with_suffix(".features.npz")
 
 
 def load_keras_model(keras_path):

@@ -9,6 +9,10 @@ Grad-CAM needs gradients, so it runs on the Keras model, through one compiled
     predictor = Predictor.load("classifier/bundled/pneumonia.keras")
     probabilities = predictor.predict_proba([pixels_1, pixels_2])   # scans that wait together
     heatmap = predictor.gradcam(pixels_1)                            # (224, 224) in [0, 1]
+    scores = predictor.image_scores([pixels_1, pixels_2])            # intended-use distances, or None
+
+The intended-use image check (classifier.intended_use) runs on the Keras model's pooled block
+outputs, when the artifact carries the fitted statistics.
 """
 
 import os
@@ -18,12 +22,13 @@ import cv2
 import numpy as np
 
 from classifier import artifact
+from classifier.intended_use import FeatureStatistics, as_list, feature_model
 from classifier.model import OUTPUT_LAYER
 from classifier.preprocess import preprocess_image, preprocess_views
 
 
 class Predictor:
-    def __init__(self, keras_path, metadata, interpreter, keras_model):
+    def __init__(self, keras_path, metadata, interpreter, keras_model, feature_statistics=None):
         self.keras_path = keras_path
         self.metadata = metadata
         # The artifact's own threshold; registry.get_predictor gives a site-calibrated
@@ -38,6 +43,12 @@ class Predictor:
         self._output_index = interpreter.get_output_details()[0]["index"]
         self._keras_model = keras_model
         self._gradcam_step = _compiled_gradcam(keras_model, metadata["gradcam_layer"])
+        # The image check: None for an artifact without fitted statistics (no check, and pages say so).
+        self.image_check = (metadata.get("intended_use") or {}).get("image_check")
+        self._feature_statistics = feature_statistics
+        self._feature_step = None
+        if feature_statistics is not None:
+            self._feature_step = _compiled_call(feature_model(keras_model, feature_statistics.layers))
         self._lock = threading.Lock()  # one interpreter: calls from threads take turns
 
     @classmethod
@@ -55,7 +66,10 @@ class Predictor:
         )
         interpreter.allocate_tensors()
         keras_model = artifact.load_keras_model(keras_path)
-        predictor = cls(keras_path, metadata, interpreter, keras_model)
+        statistics = None
+        if (metadata.get("intended_use") or {}).get("image_check"):
+            statistics = FeatureStatistics.load(artifact.features_path(keras_path))  # hash checked above
+        predictor = cls(keras_path, metadata, interpreter, keras_model, statistics)
         predictor._warm_up()
         return predictor
 
@@ -63,6 +77,7 @@ class Predictor:
         blank = np.zeros((self.input_size, self.input_size), dtype=np.uint8)
         self.predict_proba([blank])
         self.gradcam(blank)
+        self.image_scores([blank])
 
     # --- probabilities ------------------------------------------------------------------
 
@@ -102,6 +117,31 @@ class Predictor:
         """The Keras model's outputs for the same inputs: the reference for the fast path."""
         return np.asarray(self._keras_model(batch, training=False)).reshape(-1)
 
+    # --- intended use -------------------------------------------------------------------
+
+    @property
+    def population(self):
+        """The patients the model was made for, as its metadata declares them (None: undeclared)."""
+        return (self.metadata.get("intended_use") or {}).get("population")
+
+    @property
+    def image_threshold(self):
+        return None if self.image_check is None else float(self.image_check["threshold"])
+
+    def pooled_features(self, batch):
+        """Preprocessed (n, size, size, 3) plain views -> [per feature layer (n, channels)]."""
+        return [np.asarray(output, dtype=np.float64) for output in as_list(self._feature_step(batch))]
+
+    def image_scores(self, images):
+        """Intended-use distances of the scans' plain views (higher: less like the training
+        images), or None when the artifact has no fitted statistics."""
+        if self._feature_statistics is None:
+            return None
+        if len(images) == 0:
+            return np.zeros(0)
+        batch = np.stack([preprocess_image(pixels, self.input_size, self.backbone) for pixels in images])
+        return self._feature_statistics.scores(self.pooled_features(batch))
+
     # --- explanation --------------------------------------------------------------------
 
     def gradcam(self, pixels):
@@ -116,6 +156,16 @@ class Predictor:
         cam = np.clip(cam, 0.0, None)
         peak = float(cam.max())
         return (cam / peak if peak > 0 else cam).astype(np.float32)
+
+
+def _compiled_call(model):
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def call(batch):
+        return model(batch, training=False)
+
+    return call
 
 
 def _compiled_gradcam(keras_model, layer_name):

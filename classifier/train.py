@@ -16,6 +16,8 @@ from classifier import artifact, data
 from classifier.augment import augment_grayscale
 from classifier.evaluate import score_images
 from classifier.inference import Predictor
+from classifier.intended_use import DEFAULT_FALSE_FLAG_RATE
+from classifier.intended_use_fit import DEFAULT_POPULATION, fit_intended_use
 from classifier.metrics import binary_metrics
 from classifier.model import (
     DEFAULT_ALPHA,
@@ -52,6 +54,8 @@ class TrainingConfig:
     threshold_rule: str = DEFAULT_RULE
     test_time_zooms: tuple = (1.0, 0.9)  # views averaged per scan at evaluation and inference
     version: str | None = None
+    ages: tuple = (1, 5)  # the population the model is for (intended_use.population), in whole years
+    false_flag_rate: float = DEFAULT_FALSE_FLAG_RATE  # of the validation split, by the image check
 
 
 def default_version(config):
@@ -239,12 +243,20 @@ def train(config, log=print):
             "history": history,
         },
     }
-    return calibrate_and_save(model, config, validation_images, metadata, log)
+    return calibrate_and_save(model, config, train_images, validation_images, metadata, log)
 
 
-def calibrate_and_save(model, config, validation_images, metadata, log=print):
+def population_for(config):
+    low, high = config.ages
+    if (low, high) == (DEFAULT_POPULATION["min_age_years"], DEFAULT_POPULATION["max_age_years"]):
+        return DEFAULT_POPULATION
+    return {"min_age_years": low, "max_age_years": high, "source": "train_model --ages"}
+
+
+def calibrate_and_save(model, config, train_images, validation_images, metadata, log=print):
     """Saves the artifact, scores validation (and the calibration sample) through its
-    Predictor, the path the worker serves with, then records the threshold and metrics.
+    Predictor, the path the worker serves with, then records the threshold and metrics,
+    and fits the intended-use image check (classifier.intended_use_fit).
     """
     size, zooms = config.input_size, config.test_time_zooms
     keras_path = Path(config.out_dir) / f"{config.name}.keras"
@@ -286,6 +298,9 @@ def calibrate_and_save(model, config, validation_images, metadata, log=print):
         log(f"site calibration: {metadata['site_calibration']}")
 
     artifact.write_metadata(keras_path, metadata)
+    fit_intended_use(
+        keras_path, train_images, validation_images, population_for(config), config.false_flag_rate, log=log
+    )
     _write_scores(Path(config.run_dir) / "validation-scores.csv", validation_images, validation_scores)
     log(f"saved {keras_path} (+ .tflite, .json); run files in {config.run_dir}")
     return keras_path

@@ -149,10 +149,27 @@ class Prediction(models.Model):
     threshold = models.FloatField()
     heatmap = models.FileField(upload_to=heatmap_upload_path)
     inference_ms = models.FloatField()
+    # classifier.intended_use: {"within": bool, "reasons": ["age", "view", "image"], "score": float | None};
+    # None for predictions made before the check existed.
+    intended_use = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self):
         return f"{self.label} ({self.probability:.3f}) for scan {self.scan_id}"
+
+    @property
+    def outside_intended_use(self):
+        return bool(self.intended_use) and not self.intended_use.get("within", True)
+
+    @property
+    def intended_use_reasons_text(self):
+        from classifier.intended_use import describe
+
+        return describe((self.intended_use or {}).get("reasons", []))
+
+    @property
+    def image_checked(self):
+        return bool(self.intended_use) and self.intended_use.get("score") is not None
 
 
 class Review(models.Model):

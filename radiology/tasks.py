@@ -78,9 +78,9 @@ def predict_scan(self, scan_id):
             return "already predicted" if status in (Scan.Status.PREDICTED, Scan.Status.REVIEWED) else status
         version, predictor = active_predictor()
         readable = [
-            (scan, pixels)
-            for scan, pixels in ((scan, stored_pixels(scan, claim_token)) for scan in scans)
-            if pixels is not None
+            (scan, decoded)
+            for scan, decoded in ((scan, stored_image(scan, claim_token)) for scan in scans)
+            if decoded is not None
         ]
         predicted = predict_and_record(predictor, version, readable, claim_token) if readable else []
         if len(scans) > 1:
@@ -106,26 +106,28 @@ def predict_scan(self, scan_id):
         return "failed"
 
 
-def stored_pixels(scan, claim_token):
-    """The scan's decoded pixels, or None (and the scan marked failed) when its file is unreadable."""
+def stored_image(scan, claim_token):
+    """The scan's decoded image, or None (and the scan marked failed) when its file is unreadable."""
     try:
         with scan.image.open("rb") as stored:
-            return decode_upload(stored.read()).pixels
+            return decode_upload(stored.read())
     except (RejectedUpload, FileNotFoundError) as error:
         pipeline.mark_scan_failed(scan.pk, f"The stored image cannot be read: {error}", claim_token=claim_token)
         return None
 
 
 def predict_and_record(predictor, version, batch, claim_token) -> list[int]:
-    """Predict and record a batch of (scan, pixels); -> the ids predicted.
+    """Predict, check intended use and record a batch of (scan, decoded image); -> the ids predicted.
 
     An image the model cannot take fails alone: the batch is then predicted scan by scan.
     """
     try:
+        pixels = [decoded.pixels for _, decoded in batch]
         started = time.perf_counter()
-        probabilities = predictor.predict_proba([pixels for _, pixels in batch])
+        probabilities = predictor.predict_proba(pixels)
         inference_ms = (time.perf_counter() - started) * 1000 / len(batch)
-        heatmaps = [heatmap_png_for(predictor, pixels) for _, pixels in batch]
+        image_scores = predictor.image_scores(pixels)
+        heatmaps = [heatmap_png_for(predictor, one) for one in pixels]
     except TRANSIENT_ERRORS:
         raise
     except Exception as error:  # TensorFlow and the preprocessing raise many types
@@ -138,14 +140,41 @@ def predict_and_record(predictor, version, batch, claim_token) -> list[int]:
         pipeline.mark_scan_failed(scan.pk, f"The model could not process this image: {error}", claim_token=claim_token)
         return []
     recorded = []
-    for (scan, _), probability, heatmap_png in zip(batch, probabilities, heatmaps):
+    for i, ((scan, decoded), probability, heatmap_png) in enumerate(zip(batch, probabilities, heatmaps)):
+        assessment = intended_use_of(
+            version, predictor, scan, decoded, None if image_scores is None else image_scores[i]
+        )
         if pipeline.record_prediction(
-            scan.pk, version, float(probability), heatmap_png, inference_ms, claim_token=claim_token
+            scan.pk,
+            version,
+            float(probability),
+            heatmap_png,
+            inference_ms,
+            claim_token=claim_token,
+            intended_use=assessment.as_json(),
         ):
             recorded.append(scan.pk)
         else:
             log.info("Scan %s was re-queued or taken over while predicted: this result is dropped", scan.pk)
     return recorded
+
+
+def intended_use_of(version, predictor, scan, decoded, image_score):
+    """The scan's intended-use assessment. The population comes from the model version's metadata
+    (a site widens it only through a recorded version); the age is taken on the DICOM study date
+    when there is one, else on the upload date."""
+    from classifier.intended_use import assess
+
+    population = (version.metadata.get("intended_use") or {}).get("population") or predictor.population
+    study_date = decoded.dicom_study.get("study_date") or timezone.localdate(scan.uploaded_at)
+    return assess(
+        population=population,
+        birth_date=scan.patient.birth_date,
+        study_date=study_date,
+        dicom_study=decoded.dicom_study,
+        image_score=image_score,
+        image_threshold=predictor.image_threshold,
+    )
 
 
 def heatmap_png_for(predictor, pixels) -> bytes:

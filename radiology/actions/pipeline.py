@@ -95,10 +95,13 @@ def held_by(claim_token):
 
 
 def record_prediction(
-    scan_id, model_version, probability, heatmap_png: bytes, inference_ms, *, claim_token
+    scan_id, model_version, probability, heatmap_png: bytes, inference_ms, *, claim_token, intended_use=None
 ) -> Prediction | None:
     """Save the model's output if this run still holds the scan's claim; None (nothing stored) when
     it does not: the scan was re-queued, failed, or claimed and predicted by another run.
+
+    `intended_use` is the scan's assessment (classifier.intended_use.Assessment.as_json()): a scan
+    outside it is still predicted and kept, for the audit trail and monitoring.
 
     The heatmap file is written before the row and deleted if the transaction does not commit."""
     prediction = None
@@ -115,6 +118,7 @@ def record_prediction(
                 label=Label.PNEUMONIA if probability >= threshold else Label.NORMAL,
                 threshold=threshold,
                 inference_ms=inference_ms,
+                intended_use=intended_use,
             )
             prediction.heatmap.save("heatmap.png", ContentFile(heatmap_png), save=False)
             prediction.save()
@@ -136,6 +140,7 @@ def record_prediction(
                     "label": prediction.label,
                     "model_version": model_version.version,
                     "attempt": scan.attempts,
+                    "intended_use": intended_use,
                 },
             )
             transaction.on_commit(partial(send_to_challenger, scan.pk), robust=True)

@@ -42,8 +42,12 @@ def dicom_bytes(
     photometric="MONOCHROME2",
     with_pixels=True,
     transfer_syntax=None,
+    modality="DX",
+    body_part=None,
+    view_position=None,
+    study_date=None,
 ):
-    """A minimal valid DX DICOM file written with pydicom."""
+    """A minimal valid DICOM file written with pydicom (a DX image unless told otherwise)."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -55,7 +59,10 @@ def dicom_bytes(
     dataset = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
     dataset.SOPClassUID = meta.MediaStorageSOPClassUID
     dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    dataset.Modality = "DX"
+    dataset.Modality = modality
+    for keyword, value in (("BodyPartExamined", body_part), ("ViewPosition", view_position), ("StudyDate", study_date)):
+        if value:
+            setattr(dataset, keyword, value)
     dataset.PatientID = patient_id
     dataset.PatientName = patient_name
     dataset.PatientBirthDate = birth_date

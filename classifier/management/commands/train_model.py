@@ -61,6 +61,17 @@ class Command(BaseCommand):
         )
         parser.add_argument("--model-version", help="version name (default mnv2-<alpha*100>-<date>)")
         parser.add_argument(
+            "--ages",
+            default="1-5",
+            help="the patients' ages (whole years, MIN-MAX) the model is for; default 1-5, the shared data's",
+        )
+        parser.add_argument(
+            "--false-flag-rate",
+            type=float,
+            default=0.02,
+            help="share of the validation split the intended-use image check may flag (default 0.02)",
+        )
+        parser.add_argument(
             "--split-only",
             action="store_true",
             help="only link the patient-wise validation split into RUN_DIR/validation-split "
@@ -69,6 +80,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from classifier.train import TrainingConfig, split_data, train
+
+        ages = parse_ages(options["ages"])
 
         weights = options["weights"] or SHARED_WEIGHTS.get(options["alpha"])
         if weights is None:
@@ -93,6 +106,8 @@ class Command(BaseCommand):
             threshold_rule=options["rule"],
             test_time_zooms=tuple(float(zoom) for zoom in options["tta_zooms"].split(",")),
             version=options["model_version"],
+            ages=ages,
+            false_flag_rate=options["false_flag_rate"],
         )
         if options["split_only"]:
             split_data(config, log=self.stdout.write)
@@ -104,3 +119,14 @@ class Command(BaseCommand):
 def data_folders(value):
     """--data's folders; call_command passes one folder as it was given, not in a list."""
     return (str(value),) if isinstance(value, str | PathLike) else tuple(str(folder) for folder in value)
+
+
+def parse_ages(text):
+    """'1-5' -> (1, 5); CommandError for anything else."""
+    try:
+        low, high = (int(part) for part in text.split("-"))
+    except ValueError:
+        raise CommandError(f"--ages {text!r}: expected MIN-MAX in whole years, e.g. 1-5") from None
+    if not 0 <= low <= high:
+        raise CommandError(f"--ages {text!r}: MIN must be at least 0 and at most MAX")
+    return low, high
