@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("radiology", "0001_initial"),
+        ("radiology", "0006_challenger_prediction"),
     ]
 
     operations = [
