@@ -180,5 +180,11 @@ class FeatureStatistics:
 
 
 def threshold_for(validation_scores, false_flag_rate=DEFAULT_FALSE_FLAG_RATE):
-    """The score above which at most `false_flag_rate` of the validation split is flagged."""
-    return float(np.quantile(np.asarray(validation_scores, dtype=np.float64), 1.0 - false_flag_rate))
+    """A threshold above which at most `false_flag_rate` of the validation split is flagged:
+    halfway between the k-th and (k+1)-th highest scores, k = floor(rate * n), so that rounding
+    in another process cannot tip a validation image across it."""
+    ordered = np.sort(np.asarray(validation_scores, dtype=np.float64))
+    allowed = int(np.floor(false_flag_rate * len(ordered) + 1e-9))
+    if allowed == 0:
+        return float(ordered[-1])
+    return float((ordered[-allowed - 1] + ordered[-allowed]) / 2)

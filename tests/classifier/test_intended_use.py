@@ -10,7 +10,14 @@ from PIL import Image
 from classifier import artifact
 from classifier.data import LabeledImage
 from classifier.inference import Predictor
-from classifier.intended_use import FeatureStatistics, assess, describe, ledoit_wolf, outside_population
+from classifier.intended_use import (
+    FeatureStatistics,
+    assess,
+    describe,
+    ledoit_wolf,
+    outside_population,
+    threshold_for,
+)
 from classifier.intended_use_fit import fit_intended_use
 from tests.support.tiny_model import generated_set
 
@@ -174,3 +181,9 @@ def test_an_old_artifact_without_statistics_loads_without_the_image_check(tiny_a
     assert predictor.image_check is None and predictor.image_threshold is None
     assert predictor.image_scores([np.zeros((64, 64), dtype=np.uint8)]) is None
     assert predictor.population is None
+
+
+def test_the_threshold_flags_at_most_the_stated_share():
+    scores = np.arange(742, dtype=float)
+    threshold = threshold_for(scores, 0.02)
+    assert (scores > threshold).sum() == 14  # floor(0.02 * 742); 15 would be 2.02 %
