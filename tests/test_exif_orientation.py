@@ -11,7 +11,7 @@ from PIL import Image
 from classifier.data import decode_image_bytes
 from radiology.actions import clinical
 from radiology.ingest import decode_upload
-from radiology.tasks import stored_pixels
+from radiology.tasks import stored_image
 from tests.support.images import chest_like_pixels
 
 ROTATE_90_CLOCKWISE = 6  # EXIF orientation: the camera was turned; show the image turned right
@@ -61,7 +61,7 @@ def test_page_shows_the_pixels_the_model_and_heatmap_are_given(turned_scan, doct
     shown = served_pixels(response)
     assert shown.shape == (96, 64)
     # What the worker predicts and draws its heatmap on (radiology.tasks.predict_and_record).
-    np.testing.assert_array_equal(shown, stored_pixels(turned_scan, claim_token=None))  # no failure to record
+    np.testing.assert_array_equal(shown, stored_image(turned_scan, claim_token=None).pixels)  # no failure to record
 
 
 def test_upright_jpeg_is_served_as_stored(radiographer, patient, doctor_client):
