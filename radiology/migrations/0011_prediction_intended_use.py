@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("radiology", "0009_hashed_api_tokens"),
+        ("radiology", "0010_scan_read_by"),
     ]
 
     operations = [
