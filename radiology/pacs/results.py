@@ -161,10 +161,10 @@ def overlay(item) -> Dataset:
 
 
 def person_name(user) -> str:
-    """The doctor's name as a DICOM person name (Family^Given), or their username."""
+    """The doctor's name as a DICOM person name (Family^Given), or their username as the family name."""
     if user.last_name:
         return f"{user.last_name}^{user.first_name}"
-    return user.get_username()
+    return f"{user.get_username()}^"
 
 
 def reference(uids: dict, sop_class_uid: str, source) -> Dataset:
