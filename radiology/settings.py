@@ -60,6 +60,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # /healthz, /readyz, /metrics: before the host check and the HTTPS redirect (probes use neither).
     "radiology.observability.middleware.OperationsEndpointsMiddleware",
+    "radiology.observability.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -323,6 +324,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# Prometheus (radiology/observability/metrics.py): /metrics needs this bearer token; unset, it answers
+# direct loopback requests only. A Celery worker serves its own samples on WORKER_METRICS_PORT (0: off).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+WORKER_METRICS_ADDR = env_str("WORKER_METRICS_ADDR", "127.0.0.1")
+# Set for gunicorn and Celery (several processes each): prometheus_client reads it from the
+# environment itself; the folder must exist, and be emptied before the processes start.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 
 LOGGING = {
     "version": 1,

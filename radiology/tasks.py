@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 
 from celery import shared_task
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db.models import F, Q
@@ -15,8 +15,10 @@ from django.utils import timezone
 from radiology.actions import pipeline
 from radiology.ingest import RejectedUpload, decode_upload
 from radiology.models import Scan
+from radiology.observability.metrics import INFERENCE_SECONDS, start_worker_exporter
 
 log = logging.getLogger(__name__)
+worker_init.connect(start_worker_exporter)  # the worker's main process serves its pool's metrics
 
 # Worth retrying: the database or the file store may be back in a moment.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
@@ -126,6 +128,8 @@ def predict_and_record(predictor, version, batch, claim_token) -> list[int]:
         started = time.perf_counter()
         probabilities = predictor.predict_proba(pixels)
         inference_ms = (time.perf_counter() - started) * 1000 / len(batch)
+        for _ in batch:
+            INFERENCE_SECONDS.observe(inference_ms / 1000)
         image_scores = predictor.image_scores(pixels)
         heatmaps = [heatmap_png_for(predictor, one) for one in pixels]
     except TRANSIENT_ERRORS:

@@ -12,6 +12,7 @@ from radiology.actions.files import delete_stored_file
 from radiology.actions.pipeline import enqueue_prediction
 from radiology.ingest import DecodedImage, RejectedUpload, check_dicom_patient, decode_upload
 from radiology.models import Label, Patient, Prediction, Review, Scan
+from radiology.observability.metrics import REVIEWS, UPLOADS
 from radiology.outcomes import refresh_review_outcome
 from radiology.pacs import outbox as pacs_outbox
 
@@ -96,6 +97,7 @@ def upload_scan(
     except BaseException:
         delete_stored_file(scan.image)  # never leave an orphan file behind a failed upload
         raise
+    UPLOADS.inc()  # committed
     return UploadResult(scan, duplicate=False)
 
 
@@ -192,4 +194,5 @@ def review_scan(
         # Only reachable without the row lock's protection (e.g. a scan row replaced): the
         # constraints refused a second first review or a second correction of the same review.
         raise ReviewConflict(Scan(pk=scan.pk).latest_review()) from None
+    REVIEWS.labels(decision=decision).inc()  # committed
     return review

@@ -22,6 +22,7 @@ from django.utils import timezone
 from radiology.actions.audit import audit
 from radiology.actions.files import delete_stored_file
 from radiology.models import Label, Prediction, Scan
+from radiology.observability.metrics import PREDICTION_FAILURES, PREDICTIONS
 from radiology.pacs import outbox as pacs_outbox
 from radiology.shadow import send_to_challenger
 
@@ -148,6 +149,7 @@ def record_prediction(
         if prediction is not None:
             delete_stored_file(prediction.heatmap)  # a heatmap exists only for a committed prediction
         raise
+    PREDICTIONS.inc()  # committed
     return prediction
 
 
@@ -170,7 +172,8 @@ def fail_claimable(scan_id, condition: Q, reason: str) -> bool:
             before={"status": before},
             after={"status": scan.status, "reason": scan.failure_reason, "attempts": scan.attempts},
         )
-        return True
+    PREDICTION_FAILURES.inc()  # committed
+    return True
 
 
 def mark_scan_failed(scan_id, reason: str, *, claim_token) -> bool:

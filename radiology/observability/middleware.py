@@ -4,11 +4,12 @@ Compose, load balancers and Prometheus reach them by an internal address over pl
 ALLOWED_HOSTS and the HTTPS redirect would refuse; they carry no session and no patient data.
 """
 
-from radiology.observability import health
+from radiology.observability import health, metrics
 
 ENDPOINTS = {
     "/healthz": health.healthz,
     "/readyz": health.readyz,
+    "/metrics": metrics.metrics_view,
 }
 
 
