@@ -51,6 +51,8 @@ NOT_ROLE_PAGES = {
     "password_reset_complete",
     "session_status",
     "session_keep_alive",
+    "password_change",
+    "password_change_done",
 }
 
 

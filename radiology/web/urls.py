@@ -9,6 +9,9 @@ urlpatterns = [
     # The link an administrator sends instead of setting someone's password.
     path("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
     path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    # Everyone changes their own password (Django's views; at least 12 characters).
+    path("account/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("account/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("session/status.json", session_views.session_status, name="session_status"),
     path("session/keep-alive/", session_views.session_keep_alive, name="session_keep_alive"),
     path("", views.home, name="home"),
