@@ -1,8 +1,8 @@
 """The challenger against the active model on the site's own confirmed cases.
 
 A case is a scan both predicted (the champion in its Prediction, the challenger in its
-ChallengerPrediction since its challenge began) and a doctor reviewed; its truth is the latest
-review's final label. Each side's label is the one its prediction carried, at its own version's
+ChallengerPrediction since its challenge began), within the intended use (the champion's check, the
+one doctors saw), and a doctor reviewed; its truth is the latest review's final label. Each side's label is the one its prediction carried, at its own version's
 threshold. Pages, the API and the promotion's audit event all read `compare_with_champion`.
 """
 
@@ -11,13 +11,14 @@ from django.db.models import Exists, OuterRef, Subquery
 
 from classifier.metrics import roc_auc
 from classifier.statistics import delong_auc, delong_paired, mcnemar_exact_p, wilson_interval
-from radiology.models import ChallengerPrediction, Label, Review
+from radiology.models import ChallengerPrediction, Label, Review, within_intended_use
 
 CASES_SHOWN = 500  # the most recent cases listed; the figures cover all of them
 
 
 def paired_rows(challenger):
-    """The challenger's predictions on reviewed scans the champion predicted, the most recent scan first."""
+    """The challenger's predictions on reviewed scans the champion predicted within its intended use,
+    the most recent scan first."""
     if challenger.challenger_since is None:
         raise ValidationError(f"Model {challenger.version} has never been the challenger: there is nothing to compare.")
     reviews = Review.objects.filter(scan=OuterRef("scan_id"))
@@ -27,6 +28,7 @@ def paired_rows(challenger):
             model_version=challenger, created_at__gte=challenger.challenger_since, scan__prediction__isnull=False
         )
         .filter(Exists(reviews))
+        .filter(within_intended_use("scan__prediction"))
         .annotate(final_label=Subquery(latest_review.values("final_label")[:1]))
         .select_related("scan", "scan__prediction", "scan__prediction__model_version")
         .order_by("-scan__uploaded_at", "-scan_id")

@@ -172,6 +172,14 @@ class Prediction(models.Model):
         return bool(self.intended_use) and self.intended_use.get("score") is not None
 
 
+def within_intended_use(prediction="prediction"):
+    """Rows whose prediction (reached through the lookup path `prediction`) was within the model's
+    intended use; a prediction made before the check existed has no record and counts as within."""
+    return models.Q(**{f"{prediction}__intended_use__isnull": True}) | models.Q(
+        **{f"{prediction}__intended_use__within": True}
+    )
+
+
 class Review(models.Model):
     class Decision(models.TextChoices):
         CONFIRM = "confirm", "Confirm"

@@ -47,7 +47,8 @@ def reviewed_scan(doctor, radiographer, patient, filename, data, probability, de
 @pytest.fixture
 def site(doctor, radiographer, monkeypatch):
     """Jane Doe: a DICOM scan (PNEUMONIA) and a PNG with her name in a text chunk, first confirmed
-    NORMAL then corrected to PNEUMONIA; another patient: a NORMAL scan; and one unreviewed scan."""
+    NORMAL then corrected to PNEUMONIA; another patient: a NORMAL scan, one unreviewed scan and one
+    reviewed outside the model's intended use (none of these two exported)."""
     monkeypatch.setattr(clinical, "enqueue_prediction", lambda scan_id: None)
     jane = PatientFactory(name=IDENTITY["name"], mrn=IDENTITY["mrn"], birth_date=IDENTITY["birth_date"])
     other = PatientFactory()
@@ -58,6 +59,9 @@ def site(doctor, radiographer, monkeypatch):
     clinical.review_scan(doctor, png_scan, "override", "consolidation after all", supersedes=first)
     other_scan, _ = reviewed_scan(doctor, radiographer, other, "x.png", png_bytes(seed=3), 0.1, "confirm")
     clinical.upload_scan(radiographer, other, "later.png", png_bytes(seed=4))  # not reviewed
+    outside, _ = reviewed_scan(doctor, radiographer, other, "adult.png", png_bytes(seed=5), 0.8, "confirm")
+    outside.prediction.intended_use = {"within": False, "reasons": ["age"], "score": 3.0}
+    outside.prediction.save(update_fields=["intended_use"])
     return {"dicom": dicom_scan, "png": png_scan, "other": other_scan, "jane": jane, "other_patient": other}
 
 

@@ -54,8 +54,9 @@ def shadow(scan, version, probability, created_at):
 
 @pytest.fixture
 def challenge(doctor, loadable_files):
-    """The eight CASES, plus scans that must not count: unreviewed, champion only, predicted by the
-    challenger before its challenge began, and one by an earlier champion."""
+    """The eight CASES (half checked within intended use, half predicted before the check existed),
+    plus scans that must not count: unreviewed, champion only, predicted by the challenger before its
+    challenge began, outside the intended use, and one by an earlier champion."""
     earlier = ModelVersionFactory(version="v0", threshold=0.5)
     champion = ModelVersionFactory(version="v1", threshold=0.5, is_active=True)
     challenger = ModelVersionFactory(version="v2", threshold=0.4, **loadable_files)
@@ -66,7 +67,10 @@ def challenge(doctor, loadable_files):
     scans = []
     for i, (final_label, champion_p, challenger_p) in enumerate(CASES):
         prediction = PredictionFactory(
-            model_version=champion, probability=champion_p, scan__uploaded_at=after + timedelta(minutes=i)
+            model_version=champion,
+            probability=champion_p,
+            scan__uploaded_at=after + timedelta(minutes=i),
+            intended_use={"within": True, "reasons": [], "score": 0.5} if i % 2 else None,
         )
         shadow(prediction.scan, challenger, challenger_p, after + timedelta(minutes=i))
         first = None
@@ -82,6 +86,14 @@ def challenge(doctor, loadable_files):
     before_start = PredictionFactory(model_version=champion, probability=0.9, scan__uploaded_at=after)
     shadow(before_start.scan, challenger, 0.1, STARTED - timedelta(days=1))
     clinical.review_scan(doctor, before_start.scan, "confirm")
+    outside_use = PredictionFactory(
+        model_version=champion,
+        probability=0.9,
+        scan__uploaded_at=after,
+        intended_use={"within": False, "reasons": ["age"], "score": 1.0},
+    )
+    shadow(outside_use.scan, challenger, 0.1, after)
+    clinical.review_scan(doctor, outside_use.scan, "confirm")
     by_earlier = PredictionFactory(model_version=earlier, probability=0.9, scan__uploaded_at=after - timedelta(days=1))
     shadow(by_earlier.scan, challenger, 0.1, after)
     clinical.review_scan(doctor, by_earlier.scan, "confirm")

@@ -1,8 +1,9 @@
 """Learning material from the site: the doctors' confirmed scans as a labeled folder, without identity.
 
-The folder has the layout `train_model --data` reads: `NORMAL/` and `PNEUMONIA/` by the latest
-review's final label, and `manifest.csv` naming each file's patient by a keyed hash, so that
-training still splits by patient. Every image is re-encoded from its decoded pixels as a bare PNG:
+Only scans within the model's intended use are exported (the X-rays it was made for). The folder
+has the layout `train_model --data` reads: `NORMAL/` and `PNEUMONIA/` by the latest review's final
+label, and `manifest.csv` naming each file's patient by a keyed hash, so that training still splits
+by patient. Every image is re-encoded from its decoded pixels as a bare PNG:
 a DICOM header (name, MRN, birth date, study date) or a JPEG's EXIF never leaves the site. Names
 written on the film itself cannot be told apart from the image and are not removed.
 """
@@ -26,7 +27,7 @@ from PIL import Image
 from classifier.data import CLASS_NAMES, MANIFEST_NAME
 from radiology.actions.audit import audit
 from radiology.ingest import RejectedUpload, decode_upload
-from radiology.models import Review, Scan
+from radiology.models import Review, Scan, within_intended_use
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,12 @@ def pseudonym(kind, pk):
 
 
 def reviewed_scans(since=None):
-    """Reviewed scans with their latest review's final label; `since`: reviewed on or after that day."""
+    """Reviewed scans within the model's intended use, with their latest review's final label;
+    `since`: reviewed on or after that day."""
     latest = Review.objects.filter(scan=OuterRef("pk")).order_by("-created_at", "-pk")
     scans = (
         Scan.objects.filter(status=Scan.Status.REVIEWED)
+        .filter(within_intended_use("prediction"))
         .annotate(
             final_label=Subquery(latest.values("final_label")[:1]),
             reviewed_at=Subquery(latest.values("created_at")[:1]),
