@@ -85,7 +85,7 @@ def seed(n_scans, rng):
     from django.utils import timezone
 
     from classifier.models import ModelVersion
-    from radiology.models import Label, Patient, Prediction, Review, Scan
+    from radiology.models import Label, Patient, Prediction, Review, Scan, triage_score
     from radiology.outcomes import rebuild_review_outcomes
 
     users = {}
@@ -143,6 +143,7 @@ def seed(n_scans, rng):
                     probability=float(probability[i]),
                     label=Label.PNEUMONIA if probability[i] >= version.threshold else Label.NORMAL,
                     threshold=version.threshold,
+                    triage_score=triage_score(float(probability[i]), version.threshold),  # bulk_create skips save()
                     heatmap=f"heatmaps/scale/{i}.png",
                     inference_ms=5.0,
                     created_at=scan.uploaded_at + datetime.timedelta(seconds=float(to_prediction_s[i])),

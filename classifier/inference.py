@@ -26,6 +26,21 @@ from classifier.intended_use import FeatureStatistics, as_list, feature_model
 from classifier.model import OUTPUT_LAYER
 from classifier.preprocess import preprocess_image, preprocess_views
 
+# Threads TensorFlow and LiteRT use in this process (use_threads); None: all the cores.
+_threads = None
+
+
+def use_threads(count):
+    """Give TensorFlow (Grad-CAM) and LiteRT (probabilities) `count` threads in this process. A
+    worker's processes share the machine: each taking every core makes them fight over them.
+    Call it before the first model loads; TensorFlow refuses a change once it has started."""
+    global _threads
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(count)
+    tf.config.threading.set_inter_op_parallelism_threads(count)
+    _threads = count
+
 
 class Predictor:
     def __init__(self, keras_path, metadata, interpreter, keras_model, feature_statistics=None):
@@ -62,7 +77,7 @@ class Predictor:
         metadata = artifact.verified_metadata(keras_path)
         interpreter = Interpreter(
             model_path=str(artifact.tflite_path(keras_path)),
-            num_threads=num_threads or os.cpu_count() or 1,
+            num_threads=num_threads or _threads or os.cpu_count() or 1,
         )
         interpreter.allocate_tensors()
         keras_model = artifact.load_keras_model(keras_path)

@@ -1,5 +1,6 @@
 """Clinical records: patients, their scans, the model's predictions, the doctors' reviews, the audit trail."""
 
+import math
 import uuid
 from pathlib import Path
 
@@ -140,6 +141,22 @@ class Scan(models.Model):
         return self.reviews.select_related("doctor").filter(superseded_by__isnull=True).order_by("-pk").first()
 
 
+def logit(probability, bound=1e-6):
+    probability = min(max(probability, bound), 1 - bound)
+    return math.log(probability / (1 - probability))
+
+
+def triage_score(probability, threshold):
+    """How far past its own model's threshold a prediction is, in log-odds: logit(p) - logit(t).
+
+    Each model version has its own threshold, so raw probabilities of two versions do not rank
+    together (0.6 is far past a 0.3 threshold and short of a 0.65 one). The margin over each
+    version's threshold does: 0 at the threshold, positive for PNEUMONIA, negative for NORMAL.
+    Log-odds rather than probability points, because a step near 0 or 1 means more than one near
+    the middle. For predictions of one version it orders exactly as the probability does."""
+    return logit(probability) - logit(threshold)
+
+
 class Prediction(models.Model):
     # One per scan: the database itself refuses a second one when a task is delivered twice.
     scan = models.OneToOneField(Scan, on_delete=models.CASCADE, related_name="prediction")
@@ -153,6 +170,8 @@ class Prediction(models.Model):
     # None for predictions made before the check existed.
     intended_use = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The review queue's order (radiology/triage.py), comparable across model versions: see triage_score().
+    triage_score = models.FloatField(default=0.0, editable=False)
 
     def __str__(self):
         return f"{self.label} ({self.probability:.3f}) for scan {self.scan_id}"
@@ -170,6 +189,10 @@ class Prediction(models.Model):
     @property
     def image_checked(self):
         return bool(self.intended_use) and self.intended_use.get("score") is not None
+
+    def save(self, *args, **kwargs):
+        self.triage_score = triage_score(self.probability, self.threshold)
+        super().save(*args, **kwargs)
 
 
 def within_intended_use(prediction="prediction"):

@@ -219,6 +219,8 @@ REVIEW_CLAIM_MINUTES = env_int("REVIEW_CLAIM_MINUTES", 5)
 REQUEUE_STALE_AFTER_SECONDS = env_int("REQUEUE_STALE_AFTER_SECONDS", 120)
 # Scans waiting in the queue when a task starts are predicted with it, up to this many in all.
 PREDICTION_BATCH_SIZE = env_int("PREDICTION_BATCH_SIZE", 8)
+# TensorFlow/LiteRT threads per worker process; 0: the machine's cores / the worker's processes.
+INFERENCE_THREADS = env_int("INFERENCE_THREADS", 0)
 # The challenger's shadow predictions go to a queue of their own, so that no champion's prediction
 # waits behind them: docker-compose runs a worker of their own; `make run`'s one worker takes both.
 CHALLENGER_QUEUE = env_str("CHALLENGER_QUEUE", "challenger")

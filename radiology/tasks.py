@@ -1,6 +1,7 @@
 """Celery tasks: thin wrappers that load, call the classifier and record through actions."""
 
 import logging
+import os
 import time
 import uuid
 from datetime import timedelta
@@ -48,13 +49,33 @@ def active_predictor():
         ) from error
 
 
+# The worker's pool size, set in its main process before the pool processes fork (they inherit it).
+worker_processes = 1
+
+
+@worker_init.connect
+def remember_worker_processes(sender=None, **kwargs):
+    global worker_processes
+    worker_processes = max(1, int(getattr(sender, "concurrency", None) or 1))
+
+
+def inference_threads(configured, cores, processes):
+    """Threads for one worker process: INFERENCE_THREADS when set, else the cores shared out
+    among the worker's processes (at least one)."""
+    return configured if configured > 0 else max(1, cores // max(1, processes))
+
+
 @worker_process_init.connect
 def load_model_in_worker(**kwargs):
     # TensorFlow is not fork-safe: each worker process loads its own model after the fork.
+    from classifier.inference import use_threads
+
     close_old_connections()
+    threads = inference_threads(settings.INFERENCE_THREADS, os.cpu_count() or 1, worker_processes)
+    use_threads(threads)
     try:
         version, _ = active_predictor()
-        log.info("Worker process loaded model %s", version.version)
+        log.info("Worker process loaded model %s (%d inference threads)", version.version, threads)
     except ModelUnavailable as error:
         log.error("MODEL UNAVAILABLE (scans will be marked failed until this is fixed): %s", error)
     except Exception as error:  # the database may be down at start; the first task loads the model then

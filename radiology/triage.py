@@ -1,5 +1,8 @@
 """The doctor's queue: most likely pneumonia first, but no scan waits past the cap.
 
+"Most likely" is the prediction's triage score (radiology.models.triage_score): its margin over its
+own model version's threshold, in log-odds, so scans predicted by different versions rank together.
+
 Sorting by the AI score alone shortens the mean wait and lengthens the longest ones, so a scan
 that has waited longer than TRIAGE_MAX_WAIT_MINUTES since upload jumps ahead, oldest first.
 
@@ -45,7 +48,7 @@ class ReviewQueue:
             waiting = waiting.filter(free_to_read(reader, now))
         self.overdue = narrow(waiting.filter(uploaded_at__lte=self.overdue_before)).order_by("uploaded_at", "pk")
         self.recent = narrow(waiting.filter(uploaded_at__gt=self.overdue_before)).order_by(
-            "-prediction__probability", "uploaded_at", "pk"
+            "-prediction__triage_score", "uploaded_at", "pk"
         )
 
     @cached_property
@@ -100,11 +103,11 @@ class ReviewQueue:
                 self.recent.values_list("pk", flat=True).first()
             )
         else:
-            score = scan.prediction.probability
+            score = scan.prediction.triage_score
             later = (
-                Q(prediction__probability__lt=score)
-                | Q(prediction__probability=score, uploaded_at__gt=scan.uploaded_at)
-                | Q(prediction__probability=score, uploaded_at=scan.uploaded_at, pk__gt=scan.pk)
+                Q(prediction__triage_score__lt=score)
+                | Q(prediction__triage_score=score, uploaded_at__gt=scan.uploaded_at)
+                | Q(prediction__triage_score=score, uploaded_at=scan.uploaded_at, pk__gt=scan.pk)
             )
             following = self.recent.filter(later).values_list("pk", flat=True).first()
         if following is None:

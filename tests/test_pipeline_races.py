@@ -12,6 +12,7 @@ there until the test writes the image into the pipe (or an empty file, or kills 
 import errno
 import fcntl
 import os
+import re
 import signal
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +43,9 @@ def media_root(settings, media_dir):
 
 @pytest.fixture(scope="module")
 def shared_worker(django_db_setup, tmp_path_factory, media_dir):
-    worker = worker_for_tests(tmp_path_factory.mktemp("race-worker-logs"), media_dir, name="races")
+    worker = worker_for_tests(
+        tmp_path_factory.mktemp("race-worker-logs"), media_dir, name="races", env={"INFERENCE_THREADS": "1"}
+    )
     yield worker
     worker.stop()
 
@@ -205,3 +208,22 @@ def test_a_crash_loop_ends_with_the_scan_failed_after_the_set_attempts(
     assert f"did not finish in {attempts} attempts" in scan.failure_reason
     assert not Prediction.objects.filter(scan=scan).exists()
     assert actions(scan) == ["scan.uploaded", "scan.failed"]
+
+
+def test_each_worker_process_gives_the_model_its_share_of_threads(model_version, worker):
+    # INFERENCE_THREADS=1 for this worker; unset, it would be the cores over the processes.
+    loaded = re.compile(r"Worker process loaded model \S+ \(1 inference threads\)")
+    wait_until(
+        lambda: loaded.search(worker.log_path.read_text(errors="replace")),  # the whole log: it loads at start
+        TASK_TIMEOUT,
+        lambda: f"No process loaded the model with 1 thread:\n{worker.log_tail()}",
+    )
+
+
+@pytest.mark.parametrize(
+    "configured, cores, processes, threads", [(0, 16, 4, 4), (0, 2, 1, 2), (0, 2, 4, 1), (3, 16, 4, 3)]
+)
+def test_inference_threads_share_the_cores_among_the_worker_processes(configured, cores, processes, threads):
+    from radiology.tasks import inference_threads
+
+    assert inference_threads(configured, cores, processes) == threads

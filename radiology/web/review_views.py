@@ -31,6 +31,7 @@ def queue_page_columns(scans):
         "patient__name",
         "patient__mrn",
         "prediction__probability",
+        "prediction__triage_score",
         "prediction__label",
         "read_until",
         "read_by__username",
