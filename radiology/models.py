@@ -176,6 +176,10 @@ class Prediction(models.Model):
     def __str__(self):
         return f"{self.label} ({self.probability:.3f}) for scan {self.scan_id}"
 
+    def save(self, *args, **kwargs):
+        self.triage_score = triage_score(self.probability, self.threshold)
+        super().save(*args, **kwargs)
+
     @property
     def outside_intended_use(self):
         return bool(self.intended_use) and not self.intended_use.get("within", True)
@@ -189,10 +193,6 @@ class Prediction(models.Model):
     @property
     def image_checked(self):
         return bool(self.intended_use) and self.intended_use.get("score") is not None
-
-    def save(self, *args, **kwargs):
-        self.triage_score = triage_score(self.probability, self.threshold)
-        super().save(*args, **kwargs)
 
 
 def within_intended_use(prediction="prediction"):
