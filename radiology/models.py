@@ -234,6 +234,10 @@ class Review(models.Model):
 
 
 class AuditEvent(models.Model):
+    """One event of the audit trail: append-only (PostgreSQL refuses UPDATE and DELETE on it),
+    and chained: each carries the keyed hash of the event before it and its own
+    (radiology/audit_chain.py), so `verify_audit` finds any edited, inserted or deleted row."""
+
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -243,12 +247,26 @@ class AuditEvent(models.Model):
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    prev_hash = models.CharField(max_length=64, blank=True, help_text="The hash of the event before this one.")
+    hash = models.CharField(max_length=64, blank=True, help_text="Keyed hash of this event's content and prev_hash.")
 
     class Meta:
         ordering = ["-created_at", "-pk"]
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.object_type} {self.object_id}"
+
+
+class AuditChainHead(models.Model):
+    """The audit chain's last event, in one row. Writers lock it to append one at a time (so
+    the chain follows the ids), and verify_audit compares it with the table's end: events cut
+    from the end leave the head pointing past them."""
+
+    last_event_id = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, blank=True)
+
+    def __str__(self):
+        return f"Audit chain head: event {self.last_event_id}"
 
 
 class ReviewOutcome(models.Model):

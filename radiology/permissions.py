@@ -34,6 +34,7 @@ ACTIONS = {
     "activate_model_versions": "classifier.activate_modelversion",
     "manage_users": "auth.change_user",
     "manage_tokens": "radiology.change_apitoken",
+    "view_audit": "radiology.view_auditevent",
     "view_pacs_status": "radiology.view_pacs_status",
 }
 ROLE_ACTIONS = {
@@ -57,6 +58,7 @@ ROLE_ACTIONS = {
         "manage_users",
         "manage_tokens",
         "view_pacs_status",
+        "view_audit",
     ],
     INTEGRATION: [
         "manage_patients",
@@ -90,11 +92,18 @@ def is_service_account(user):
     others may hold tokens for it (a person's token is for that person alone)."""
     if not (user and user.is_authenticated) or user.is_staff or user.is_superuser:
         return False
-    return set(user.groups.values_list("name", flat=True)) == {INTEGRATION}
+    return group_names(user) == {INTEGRATION}
+
+
+def group_names(user):
+    """The user's group names, read once per user object (a request's user is loaded per request)."""
+    if not hasattr(user, "_radiology_group_names"):
+        user._radiology_group_names = frozenset(user.groups.values_list("name", flat=True))
+    return user._radiology_group_names
 
 
 def role_of(user):
-    names = set(user.groups.values_list("name", flat=True)) if user.is_authenticated else set()
+    names = group_names(user) if user.is_authenticated else set()
     return next((role for role in ROLES if role in names), None)
 
 

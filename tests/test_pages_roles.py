@@ -31,6 +31,8 @@ MATRIX = [
     ("reading_release", "post", {D}, 204),
     ("patient_history", "get", {D}, 200),
     ("dashboard", "get", {A}, 200),
+    ("audit_trail", "get", {A}, 200),
+    ("audit_trail_csv", "get", {A}, 200),
     ("dashboard_roc_png", "get", {A}, 200),
     ("dashboard_confusion_png", "get", {A}, 200),
     ("failed_scans", "get", {A}, 200),

@@ -154,3 +154,37 @@ class DashboardFilterForm(forms.Form):
         if cleaned.get("start") and cleaned.get("end") and cleaned["start"] > cleaned["end"]:
             raise forms.ValidationError("The start date is after the end date.")
         return cleaned
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(label="User", required=False, max_length=150, help_text="Username, exactly.")
+    action = forms.CharField(required=False, max_length=64, help_text="E.g. patient_data.read, or request.")
+    object_type = forms.CharField(label="Record type", required=False, max_length=64, help_text="E.g. Patient, Scan.")
+    object_id = forms.CharField(label="Record id", required=False, max_length=64)
+    start = forms.DateField(label="From", required=False, widget=DateInput)
+    end = forms.DateField(label="Until", required=False, widget=DateInput)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("start") and cleaned.get("end") and cleaned["start"] > cleaned["end"]:
+            raise forms.ValidationError("The start date is after the end date.")
+        return cleaned
+
+    def used_filters(self):
+        return {key: str(value) for key, value in self.cleaned_data.items() if value not in (None, "")}
+
+    def filter(self, events):
+        data = self.cleaned_data
+        if data["actor"]:
+            events = events.filter(actor__username=data["actor"])
+        if data["action"]:
+            events = events.filter(action__startswith=data["action"])
+        if data["object_type"]:
+            events = events.filter(object_type=data["object_type"])
+        if data["object_id"]:
+            events = events.filter(object_id=data["object_id"])
+        if data["start"]:
+            events = events.filter(created_at__date__gte=data["start"])
+        if data["end"]:
+            events = events.filter(created_at__date__lte=data["end"])
+        return events

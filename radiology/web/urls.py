@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from radiology.web import admin_views, review_views, session_views, views
+from radiology.web import admin_views, audit_views, review_views, session_views, views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -34,6 +34,8 @@ urlpatterns = [
     path("patients/<int:pk>/history/", review_views.patient_history, name="patient_history"),
     # Admin
     path("dashboard/", admin_views.dashboard_page, name="dashboard"),
+    path("audit/", audit_views.audit_trail, name="audit_trail"),
+    path("audit/events.csv", audit_views.audit_trail_csv, name="audit_trail_csv"),
     path("dashboard/roc.png", admin_views.dashboard_roc_png, name="dashboard_roc_png"),
     path("dashboard/confusion.png", admin_views.dashboard_confusion_png, name="dashboard_confusion_png"),
     path("scans/failed/", admin_views.failed_scans, name="failed_scans"),
