@@ -30,6 +30,6 @@ def on_postgresql(sql):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("radiology", "0012_audit_chain")]
+    dependencies = [("radiology", "0013_audit_chain")]
 
     operations = [migrations.RunPython(on_postgresql(CREATE), on_postgresql(DROP))]

@@ -19,7 +19,7 @@ def chain_existing_events(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("radiology", "0011_prediction_intended_use"),
+        ("radiology", "0012_prediction_triage_score"),
     ]
 
     operations = [
