@@ -85,15 +85,21 @@ def patient_id_for(filename):
 
 
 def manifest_patients(data_dir):
-    """{"NORMAL/x.png": patient key} from DIR/manifest.csv; empty when there is none."""
+    """{"NORMAL/x.png": patient key} from DIR/manifest.csv; empty when there is none.
+
+    Two layouts: an export's (file, patient) and the shared data set's (label, filename, patient_id).
+    """
     manifest = Path(data_dir) / MANIFEST_NAME
     if not manifest.is_file():
         return {}
     with manifest.open(newline="") as rows:
         reader = csv.DictReader(rows)
-        if not {"file", "patient"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"{manifest} needs the columns file and patient")
-        return {row["file"]: row["patient"] for row in reader}
+        columns = set(reader.fieldnames or ())
+        if {"file", "patient"} <= columns:
+            return {row["file"]: row["patient"] for row in reader}
+        if {"label", "filename", "patient_id"} <= columns:
+            return {f"{row['label']}/{row['filename']}": row["patient_id"] for row in reader}
+        raise ValueError(f"{manifest} needs the columns file and patient (or label, filename and patient_id)")
 
 
 def list_labeled_images(data_dir):

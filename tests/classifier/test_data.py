@@ -62,3 +62,21 @@ def test_labels_follow_the_folders(tmp_path):
     images = list_labeled_images(tmp_path)
     assert [(i.path.name, i.label) for i in images] == [("a.png", 0), ("b.JPG", 1)]
     assert np.array([i.label for i in images]).sum() == 1
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        "file,patient\nNORMAL/a.png,child-7\nPNEUMONIA/b.png,child-7\n",  # an export's
+        "split,label,filename,patient_id\nx,NORMAL,a.png,child-7\nx,PNEUMONIA,b.png,child-7\n",  # the data set's
+    ],
+)
+def test_a_manifest_names_each_files_patient(tmp_path, manifest):
+    make_folder(tmp_path, {"NORMAL/a.png": b"1", "PNEUMONIA/b.png": b"2", "manifest.csv": manifest.encode()})
+    assert [i.patient_id for i in list_labeled_images(tmp_path)] == ["child-7", "child-7"]
+
+
+def test_a_manifest_without_patients_is_refused(tmp_path):
+    make_folder(tmp_path, {"NORMAL/a.png": b"1", "PNEUMONIA/b.png": b"2", "manifest.csv": b"file,label\na,b\n"})
+    with pytest.raises(ValueError, match="patient"):
+        list_labeled_images(tmp_path)
