@@ -99,7 +99,7 @@ def test_ct_and_lateral_instances_are_not_taken_for_frontal_chest_xrays(orthanc)
     assert list(Scan.objects.values_list("patient__mrn", flat=True)) == ["MRN-AP"]
     skipped = dict(PacsInstance.objects.filter(outcome="skipped").values_list("patient_id", "reason"))
     assert skipped == {
-        "MRN-LAT": "View position LL is not a frontal (PA or AP) view.",
+        "MRN-LAT": "View position LL is a lateral view, not a frontal (PA or AP) one.",
         "MRN-HAND": "Body part HAND is not the chest.",
     }
     assert not PacsInstance.objects.filter(patient_id="MRN-CT").exists()  # a CT series is never even listed

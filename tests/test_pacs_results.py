@@ -76,6 +76,15 @@ def coded_finding(report):
     )
 
 
+def coded(report, concept):
+    """The meanings of the report's coded values for one concept of ours (99PNEUMOSCAN)."""
+    return [
+        item.ConceptCodeSequence[0].CodeMeaning
+        for item in content_items(report)
+        if item.ValueType == "CODE" and item.ConceptNameCodeSequence[0].CodeValue == concept
+    ]
+
+
 def numbers(report):
     return {
         item.ConceptNameCodeSequence[0].CodeMeaning: float(item.MeasuredValueSequence[0].NumericValue)
@@ -112,10 +121,7 @@ def test_the_prediction_goes_back_as_an_unverified_sr_and_an_overlay(pacs_scan, 
     version = prediction.model_version
     assert "PneumoScan pneumonia classifier" in algorithm and version.version in algorithm
     assert f"model artifact sha256 {version.sha256}" in algorithm
-    intended_use = [
-        item for item in content_items(report) if item.ConceptNameCodeSequence[0].CodeValue == "INTENDED-USE"
-    ]
-    assert intended_use[0].ConceptCodeSequence[0].CodeMeaning == "Yes"
+    assert coded(report, "INTENDED-USE") == (["Yes"] if prediction.intended_use["within"] else ["No"])
     evidence = report.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == pacs_scan.sop_instance_uid
     assert overlay.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and overlay.PhotometricInterpretation == "RGB"
@@ -153,6 +159,22 @@ def test_reviews_go_back_as_verified_srs_and_a_correction_supersedes(pacs_scan, 
     predecessors = corrected.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence
     assert [p.ReferencedSOPInstanceUID for p in predecessors] == [confirmed.SOPInstanceUID]
     assert "PredecessorDocumentsSequence" not in confirmed
+
+
+def test_a_prediction_outside_the_intended_use_says_so_and_why(pacs_scan, tmp_path):
+    from radiology.models import Prediction
+
+    Prediction.objects.filter(scan=pacs_scan).update(
+        intended_use={"within": False, "reasons": ["age", "image"], "score": 9.5}
+    )
+    assert outbox.send_due() == {"sent": 2, "failed": 0}
+    [report] = study_objects(pacs_scan, "SR")
+    assert coded(report, "INTENDED-USE") == ["No"]
+    assert coded(report, "OUTSIDE-USE") == [
+        "the patient's age is outside the ages the model was trained on",
+        "the image does not look like the X-rays the model was trained on",
+    ]
+    valid_for_dciodvfy(report, tmp_path)
 
 
 def test_uploaded_scans_send_nothing_to_the_pacs(radiographer, patient, model_version):

@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from classifier.intended_use import CHEST_BODY_PARTS, FRONTAL_MODALITIES, not_frontal_chest
 from radiology.actions import clinical
 from radiology.actions.audit import audit
 from radiology.ingest import RejectedUpload, decode_upload
@@ -33,9 +34,7 @@ from radiology.permissions import INTEGRATION
 
 log = logging.getLogger(__name__)
 
-POLLED_MODALITIES = ("CR", "DX")  # radiographs; the model reads nothing else
-FRONTAL_VIEWS = {"PA", "AP"}
-CHEST_BODY_PARTS = {"CHEST", "THORAX"}
+POLLED_MODALITIES = sorted(FRONTAL_MODALITIES)  # radiographs (CR, DX); the model reads nothing else
 PAGE_SIZE = 100
 PACS_ACCOUNT = "pacs-dicomweb"
 # Uncompressed Explicit VR Little Endian: every DICOMweb server must be able to send it, whatever
@@ -203,17 +202,17 @@ def store_scan(record: PacsInstance, data: bytes, decoded):
 
 
 def frontal_chest_xray_refusal(study: dict) -> str | None:
-    """Why this instance is not a frontal chest radiograph (what the model was trained on), or None."""
-    modality = study.get("modality")
-    if modality not in POLLED_MODALITIES:
+    """Why this instance is not a frontal chest radiograph (what the model was trained on), or None.
+    The rule is the intended-use check's (classifier.intended_use), said attribute by attribute;
+    such an instance is not ingested at all: predicting it would only produce a flagged guess."""
+    if not not_frontal_chest(study) and study.get("modality"):
+        return None
+    modality, body_part, view = study.get("modality"), study.get("body_part"), study.get("view_position")
+    if modality not in FRONTAL_MODALITIES:
         return f"Modality {modality or 'unstated'} is not a radiograph (CR or DX): not a chest X-ray for this model."
-    body_part = study.get("body_part")
     if body_part and body_part not in CHEST_BODY_PARTS:
         return f"Body part {body_part} is not the chest."
-    view = study.get("view_position")
-    if view and view not in FRONTAL_VIEWS:
-        return f"View position {view} is not a frontal (PA or AP) view."
-    return None
+    return f"View position {view} is a lateral view, not a frontal (PA or AP) one."
 
 
 def patient_for(account, dicom_patient: dict) -> Patient:

@@ -3,7 +3,7 @@ profile as far as it applies: a TID 1500 measurement report whose finding is Pne
 233604007) Present (52101004) or Absent (2667000).
 
 - The AI's report: VerificationFlag UNVERIFIED, the device as observer, the algorithm (name,
-  version, the model artifact's sha256), the probability, the threshold, the intended-use state.
+  version, the model artifact's sha256), the probability, the threshold, the intended-use assessment.
 - The Grad-CAM overlay: a secondary capture of the scan with the heatmap blended in.
 - The doctor's report: VerificationFlag VERIFIED, the doctor as observer and verifying observer,
   the AI's report among its evidence; a correction lists the report it supersedes as predecessor.
@@ -23,6 +23,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from classifier.explain import overlay_rgb
+from classifier.intended_use import describe
 from radiology.ingest import decode_upload
 from radiology.models import Label
 
@@ -30,13 +31,14 @@ MANUFACTURER = "PneumoScan"
 ALGORITHM_NAME = "PneumoScan pneumonia classifier"
 PNEUMONIA = Code("233604007", "SCT", "Pneumonia")
 PRESENT, ABSENT = Code("52101004", "SCT", "Present"), Code("2667000", "SCT", "Absent")
-YES = Code("373066001", "SCT", "Yes")
+YES, NO = Code("373066001", "SCT", "Yes"), Code("373067005", "SCT", "No")
 CHEST_XRAY = Code("399208008", "SCT", "Plain chest X-ray")
 NO_UNITS = Code("1", "UCUM", "no units")
 # Our own concepts, in a local coding scheme (DICOM reserves the "99" prefix for these).
 PROBABILITY = Code("PROBABILITY", "99PNEUMOSCAN", "Pneumonia probability")
 THRESHOLD = Code("THRESHOLD", "99PNEUMOSCAN", "Decision threshold")
-WITHIN_INTENDED_USE = Code("INTENDED-USE", "99PNEUMOSCAN", "Within intended use (frontal chest radiograph)")
+WITHIN_INTENDED_USE = Code("INTENDED-USE", "99PNEUMOSCAN", "Within the model's intended use")
+OUTSIDE_BECAUSE = Code("OUTSIDE-USE", "99PNEUMOSCAN", "Outside the intended use because")
 SERIES_NUMBERS = {"ai_report": 9901, "overlay": 9902, "doctor_report": 9903}
 SR_CLASS, SC_CLASS = "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.7"
 # Type 2 attributes highdicom copies from the source image: present, empty when the modality left them out.
@@ -69,6 +71,18 @@ def source_image(scan, with_pixels=False):
 
 def finding(label) -> hd.sr.QualitativeEvaluation:
     return hd.sr.QualitativeEvaluation(PNEUMONIA, PRESENT if label == Label.PNEUMONIA else ABSENT)
+
+
+def intended_use_evaluations(prediction) -> list:
+    """The prediction's intended-use assessment: within it (Yes/No), and why not, reason by reason."""
+    assessment = prediction.intended_use
+    if not assessment:
+        return []  # predicted before intended use was assessed: nothing to state
+    within = assessment.get("within", True)
+    return [hd.sr.QualitativeEvaluation(WITHIN_INTENDED_USE, YES if within else NO)] + [
+        hd.sr.QualitativeEvaluation(OUTSIDE_BECAUSE, Code(reason.upper(), "99PNEUMOSCAN", describe([reason])[:64]))
+        for reason in assessment.get("reasons", [])
+    ]
 
 
 def at(moment, dataset):
@@ -104,7 +118,7 @@ def ai_report(item) -> Dataset:
             hd.sr.Measurement(name=PROBABILITY, value=prediction.probability, unit=NO_UNITS, algorithm_id=algorithm),
             hd.sr.Measurement(name=THRESHOLD, value=prediction.threshold, unit=NO_UNITS, algorithm_id=algorithm),
         ],
-        qualitative_evaluations=[finding(prediction.label), hd.sr.QualitativeEvaluation(WITHIN_INTENDED_USE, YES)],
+        qualitative_evaluations=[finding(prediction.label), *intended_use_evaluations(prediction)],
     )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
