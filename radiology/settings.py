@@ -6,6 +6,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from radiology.observability.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # TensorFlow's C++ start-up chatter buries the worker's own log; warnings and errors still show.
@@ -64,6 +66,7 @@ MIDDLEWARE = [
     # /healthz, /readyz, /metrics: before the host check and the HTTPS redirect (probes use neither).
     "radiology.observability.middleware.OperationsEndpointsMiddleware",
     "radiology.observability.metrics.RequestMetricsMiddleware",
+    "radiology.observability.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "radiology.content_security_policy.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -360,10 +363,10 @@ PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 if PROMETHEUS_MULTIPROC_DIR:
     Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-}
+# LOG_FORMAT=json: one JSON object per line (request id, user id, timings); plain: readable lines.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
+LOGGING = logging_config(LOG_FORMAT, env_str("LOG_LEVEL", "INFO"))
+# Celery's own root logger setup would replace the JSON lines with its format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
