@@ -63,10 +63,11 @@ def read_upload(uploaded) -> AcceptedFile | RefusedFile:
 
 
 def check_dicom_patient(decoded: DecodedImage, mrn: str):
-    """A DICOM file that names another patient is almost certainly a mix-up: refuse it."""
+    """A DICOM file that names another patient is almost certainly a mix-up: refuse it. The
+    message names neither patient: it may be shown in a flash message."""
     file_mrn = decoded.dicom_patient.get("mrn")
     if file_mrn and file_mrn != mrn:
-        raise RejectedUpload(f"The DICOM file is for patient ID {file_mrn}, not MRN {mrn}.")
+        raise RejectedUpload("The DICOM file names another patient: its patient ID is not this patient's MRN.")
 
 
 def sniff_format(head: bytes):

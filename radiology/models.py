@@ -20,6 +20,12 @@ class Label(models.TextChoices):
         return cls.NORMAL if label == cls.PNEUMONIA else cls.PNEUMONIA
 
 
+class PatientQuerySet(models.QuerySet):
+    def matching(self, text):
+        """Patients whose name or MRN contains `text`, in any case (the pages' and the API's search)."""
+        return self.filter(models.Q(name__icontains=text) | models.Q(mrn__icontains=text))
+
+
 class Patient(models.Model):
     class Sex(models.TextChoices):
         # DICOM's Patient's Sex (0010,0040) values.
@@ -38,6 +44,8 @@ class Patient(models.Model):
     birth_date = models.DateField()
     sex = models.CharField(max_length=1, choices=Sex.choices)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PatientQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "mrn"]

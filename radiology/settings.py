@@ -148,6 +148,8 @@ AUTH_PASSWORD_VALIDATORS = [
 SESSION_IDLE_MINUTES = env_int("SESSION_IDLE_MINUTES", 15)
 SESSION_MAX_HOURS = env_int("SESSION_MAX_HOURS", 12)
 SESSION_COOKIE_AGE = SESSION_MAX_HOURS * 3600
+# Flash messages stay on the server (Django's default keeps them in a cookie, readable by whoever holds it).
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

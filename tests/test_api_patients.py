@@ -93,8 +93,8 @@ def test_search_by_name_or_mrn(doctor):
     PatientFactory(name="Alan Turing", mrn="B-200")
     client = token_client(doctor)
 
-    by_name = client.get(URL, {"search": "hopper"}).json()
-    by_mrn = client.get(URL, {"search": "b-2"}).json()
+    by_name = client.post(f"{URL}search/", {"query": "hopper"}, format="json").json()
+    by_mrn = client.post(f"{URL}search/", {"query": "b-2"}, format="json").json()
 
     assert [p["name"] for p in by_name["results"]] == ["Grace Hopper"]
     assert [p["mrn"] for p in by_mrn["results"]] == ["B-200"]

@@ -58,9 +58,7 @@ def test_confirm_lands_on_the_next_scan_then_the_empty_queue(doctor_client, doct
     response = doctor_client.post(reverse("review", args=[second.pk]), {"decision": "confirm"}, follow=True)
     assert response.redirect_chain[-1][0] == reverse("review_queue")
     assert b"No scans waiting." in response.content
-    assert f"Scan {second.pk} of {second.patient.name} confirmed: final label pneumonia." in [
-        str(m) for m in response.context["messages"]
-    ]
+    assert f"Scan {second.pk} confirmed: final label pneumonia." in [str(m) for m in response.context["messages"]]
 
 
 def test_override_needs_a_note(doctor_client):

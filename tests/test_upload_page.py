@@ -102,7 +102,7 @@ def test_a_new_mrn_with_details_creates_the_patient(radiographer_client):
     patient = Patient.objects.get(mrn="NEW-7")
     assert Scan.objects.get().patient == patient
     assert AuditEvent.objects.filter(action="patient.created", object_id=str(patient.pk)).exists()
-    assert any(t == "Patient Ada Brown (NEW-7) created." for t in page_messages(response))
+    assert any(t == "Patient created." for t in page_messages(response))
 
 
 def test_an_existing_mrn_picks_that_patient(radiographer_client, patient):
@@ -155,7 +155,10 @@ def test_a_dicom_of_another_patient_is_refused(radiographer_client, patient):
             ],
         },
     )
-    assert any(t.startswith("other.dcm: refused") and "patient ID SOMEONE-ELSE" in t for t in page_messages(response))
+    assert any(
+        t.startswith("other.dcm: refused") and "names another patient" in t and "SOMEONE-ELSE" not in t
+        for t in page_messages(response)
+    )
     assert list(Scan.objects.values_list("original_filename", flat=True)) == ["ok.png"]
 
 
@@ -210,9 +213,10 @@ def test_patients_search_pagination_and_create(radiographer_client):
     PatientFactory(name="Zed Unique", mrn="Z-1")
     first = radiographer_client.get(reverse("patient_list"))
     assert b"Page 1 of 2" in first.content
-    found = radiographer_client.get(reverse("patient_list") + "?q=unique")
+    found = radiographer_client.post(reverse("patient_list"), {"q": "unique"}, follow=True)
     assert b"Zed Unique" in found.content and b"Person 01" not in found.content
-    assert b"No patient matches" in radiographer_client.get(reverse("patient_list") + "?q=nobody").content
+    nobody = radiographer_client.post(reverse("patient_list"), {"q": "nobody"}, follow=True)
+    assert b"No patient matches" in nobody.content
 
     created = radiographer_client.post(
         reverse("patient_create"), {"mrn": "C-1", "name": "Cy Green", "birth_date": "2018-02-03", "sex": "M"}

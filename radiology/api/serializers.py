@@ -63,8 +63,8 @@ class PatientSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
 
 
-class PatientQuerySerializer(serializers.Serializer):
-    search = serializers.CharField(required=False, max_length=200, help_text="Part of the name or MRN.")
+class PatientSearchSerializer(serializers.Serializer):
+    query = serializers.CharField(max_length=200, help_text="Part of the name or MRN.")
 
 
 class PatientSummarySerializer(serializers.ModelSerializer):

@@ -4,12 +4,12 @@ Each view translates HTTP into a call of radiology.actions (or a query) and back
 what is `required_actions`, checked by RoleActionPermission against radiology.permissions.
 """
 
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
@@ -43,8 +43,14 @@ def with_reviews(scans):
     )
 
 
+SEARCH_BY_POST = (
+    'Search with POST /api/v1/patients/search/ and a JSON body {"query": "..."}: '
+    "names and MRNs are kept out of URLs and logs."
+)
+
+
 @extend_schema_view(
-    list=extend_schema(summary="List patients", parameters=[s.PatientQuerySerializer]),
+    list=extend_schema(summary="List patients"),
     retrieve=extend_schema(summary="A patient"),
     create=extend_schema(summary="Create a patient"),
 )
@@ -53,15 +59,41 @@ class PatientViewSet(
 ):
     serializer_class = s.PatientSerializer
     queryset = Patient.objects.all()
-    required_actions = {"list": ("view_patients",), "retrieve": ("view_patients",), "create": ("manage_patients",)}
+    required_actions = {
+        "list": ("view_patients",),
+        "retrieve": ("view_patients",),
+        "create": ("manage_patients",),
+        "search": ("view_patients",),
+    }
 
-    def get_queryset(self):
-        patients = super().get_queryset()
-        if self.action == "list":
-            text = query(s.PatientQuerySerializer, self.request).get("search", "").strip()
-            if text:
-                patients = patients.filter(Q(name__icontains=text) | Q(mrn__icontains=text))
-        return patients
+    def list(self, request, *args, **kwargs):
+        if "search" in request.query_params:
+            raise ValidationError({"search": [SEARCH_BY_POST]})
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Search patients by part of the name or MRN",
+        description="The text travels in the body, never in the URL. Paginated as the list is: "
+        "POST the same body to `next` for the following page.",
+        request=s.PatientSearchSerializer,
+        responses={
+            200: inline_serializer(
+                "PatientSearchResults",
+                {
+                    "count": serializers.IntegerField(),
+                    "next": serializers.URLField(allow_null=True),
+                    "previous": serializers.URLField(allow_null=True),
+                    "results": s.PatientSerializer(many=True),
+                },
+            )
+        },
+    )
+    @action(detail=False, methods=["post"])
+    def search(self, request):
+        form = s.PatientSearchSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        page = self.paginate_queryset(self.get_queryset().matching(form.validated_data["query"].strip()))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def perform_create(self, serializer):
         serializer.instance = clinical.create_patient(self.request.user, **serializer.validated_data)

@@ -115,7 +115,7 @@ def requeue(request, pk):
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        messages.success(request, f"Scan {scan.pk} of {scan.patient.name} is back in the queue.")
+        messages.success(request, f"Scan {scan.pk} is back in the queue.")
     return redirect("failed_scans")
 
 

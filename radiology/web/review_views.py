@@ -113,7 +113,7 @@ def review(request, pk):
             done = "confirmed" if saved.decision == Review.Decision.CONFIRM else "overridden"
             messages.success(
                 request,
-                f"Scan {scan.pk} of {scan.patient.name} {done}: final label {saved.get_final_label_display().lower()}.",
+                f"Scan {scan.pk} {done}: final label {saved.get_final_label_display().lower()}.",
             )
             following = reading.next_scan_to_read(request.user)
             return redirect("review", pk=following) if following else redirect("review_queue")

@@ -8,7 +8,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -50,24 +49,35 @@ def home(request):
     raise PermissionDenied("Your account has no role yet: ask an administrator to give you one.")
 
 
+# The patient search's text lives in the session: sent by POST, it never appears in a URL (and
+# so in no access log, browser history or Referer header).
+PATIENT_SEARCH = "patient_search"
+
+
 @require("view_patients")
-@require_GET
+@require_http_methods(["GET", "POST"])
 def patient_list(request):
-    search = PatientSearchForm(request.GET)
-    text = search.cleaned_data["q"].strip() if search.is_valid() else ""
-    patients = Patient.objects.all()
-    if text:
-        patients = patients.filter(Q(name__icontains=text) | Q(mrn__icontains=text))
+    if request.method == "POST":
+        search = PatientSearchForm(request.POST)
+        if not search.is_valid():
+            return render_patient_list(request, search, "", status=400)
+        text = "" if "clear" in request.POST else search.cleaned_data["q"].strip()
+        if text:
+            request.session[PATIENT_SEARCH] = text
+        else:
+            request.session.pop(PATIENT_SEARCH, None)
+        return redirect("patient_list")  # then ?page= pages through the results
+    text = request.session.get(PATIENT_SEARCH, "")
+    return render_patient_list(request, PatientSearchForm(initial={"q": text}), text)
+
+
+def render_patient_list(request, search, text, status=200):
+    patients = Patient.objects.matching(text) if text else Patient.objects.all()
     return render(
         request,
         "radiology/patient_list.html",
-        {
-            "search": search,
-            "query": text,
-            "page": page_of(request, patients),
-            "form": PatientForm(),
-            "extra_query": urlencode({"q": text}) if text else "",
-        },
+        {"search": search, "query": text, "page": page_of(request, patients), "form": PatientForm()},
+        status=status,
     )
 
 
@@ -81,7 +91,7 @@ def patient_create(request):
         except ValidationError as error:
             form.add_error(None, error)
         else:
-            messages.success(request, f"Patient {patient} created.")
+            messages.success(request, "Patient created.")
             return redirect("patient_detail", pk=patient.pk)
     return render(request, "radiology/patient_form.html", {"form": form}, status=400 if form.errors else 200)
 
@@ -134,7 +144,7 @@ def upload(request):
         except ValidationError as error:
             form.add_error(None, error)
             return render(request, "radiology/upload.html", {"form": form}, status=400)
-        messages.success(request, f"Patient {patient} created.")
+        messages.success(request, "Patient created.")
     scan_ids = [store_upload(request, patient, accepted) for accepted in form.accepted]
     return redirect(f"{reverse('scan_status')}?ids={','.join(map(str, scan_ids))}")
 
@@ -145,11 +155,11 @@ def store_upload(request, patient, accepted):
         when = timezone.localtime(result.scan.uploaded_at)
         messages.warning(
             request,
-            f"{accepted.name}: duplicate, already uploaded for {patient.name} "
+            f"{accepted.name}: duplicate, already uploaded for this patient "
             f"(scan {result.scan.pk}, {when:%d %b %Y %H:%M}); not stored again.",
         )
     else:
-        messages.success(request, f"{accepted.name}: uploaded for {patient.name}, queued for the model.")
+        messages.success(request, f"{accepted.name}: uploaded, queued for the model.")
     return result.scan.pk
 
 
