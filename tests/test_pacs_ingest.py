@@ -58,6 +58,23 @@ def test_a_cr_instance_is_ingested_once_with_a_patient_made_from_its_details(ort
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_api_shows_where_a_scan_came_from_and_its_dicom_identity(orthanc, radiographer):
+    from tests.conftest import logged_in
+
+    instance = modality_instance(seed=13, patient_id="MRN-API-1")
+    orthanc.store(instance)
+    poll_pacs()
+    scan = Scan.objects.get()
+
+    record = logged_in(radiographer).get(f"/api/v1/scans/{scan.pk}/").json()
+
+    assert record["source"] == "pacs"
+    assert record["sop_instance_uid"] == uid_of(instance)
+    assert record["study_instance_uid"] == uid_of(instance, "StudyInstanceUID")
+    assert record["series_instance_uid"] == uid_of(instance, "SeriesInstanceUID")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_dx_instances_of_a_known_patient_join_their_record(orthanc):
     patient = PatientFactory(mrn="MRN-DX-1", name="Jane Doe", sex="F", birth_date="2020-01-15")
     orthanc.store(modality_instance(seed=2, patient_id="MRN-DX-1", modality="DX"))
