@@ -41,6 +41,26 @@ def safe_filename(name: str) -> str:
     return "".join(char for char in base if char.isprintable()).strip()[:255] or "upload"
 
 
+def patient_for_upload(decoded: DecodedImage, patient: Patient | None = None, mrn: str = "") -> Patient:
+    """The patient an upload is for, found as the upload page finds it: the one chosen, else the one
+    with the MRN typed, else the one the DICOM file names (its Patient ID is their MRN). Raises
+    ValidationError naming what is missing; a DICOM naming someone else is refused by upload_scan."""
+    if patient is not None:
+        return patient
+    mrn = (mrn or "").strip()
+    source = "given"
+    if not mrn:
+        mrn, source = decoded.dicom_patient.get("mrn", ""), "read from the DICOM file"
+    if not mrn:
+        raise ValidationError({"patient": "Give the patient (id or MRN): only DICOM files name their patient."})
+    found = Patient.objects.filter(mrn=mrn).first()
+    if found is None:
+        raise ValidationError(
+            {"patient": f"No patient has MRN {mrn} ({source}): create the patient first, then upload."}
+        )
+    return found
+
+
 @dataclass
 class UploadResult:
     scan: Scan

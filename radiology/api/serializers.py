@@ -159,7 +159,12 @@ class UploadedScanSerializer(ScanSerializer):
 
 
 class ScanUploadSerializer(serializers.Serializer):
-    patient = serializers.PrimaryKeyRelatedField(queryset=Patient.objects.all(), help_text="The patient's id.")
+    patient = serializers.PrimaryKeyRelatedField(
+        queryset=Patient.objects.all(),
+        required=False,
+        help_text="The patient's id. Optional for a DICOM file, or with `mrn`: as on the upload page.",
+    )
+    mrn = serializers.CharField(required=False, max_length=64, help_text="The patient's MRN, instead of `patient`.")
     image = serializers.FileField(help_text="A PNG, JPEG or DICOM file; its content decides the format, not its name.")
 
 

@@ -133,7 +133,9 @@ class ScanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @extend_schema(
         summary="Upload an X-ray for a patient",
         description=(
-            "Multipart form: `patient` (id) and `image` (PNG, JPEG or DICOM). The file goes through the same "
+            "Multipart form: `image` (PNG, JPEG or DICOM) and the patient, found as the upload page finds them: "
+            "`patient` (id), else `mrn`, else the Patient ID a DICOM file carries (400 when no patient has it). "
+            "A DICOM file naming another patient than the one given is refused. The file goes through the same "
             "validation as the upload page and is queued for the model once stored: 201 with the new scan. "
             "The same file uploaded again for the same patient stores nothing and returns the existing "
             "scan with 200 and `duplicate: true`. A refused file gives 400 with the reason under `image`."
@@ -144,10 +146,12 @@ class ScanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def create(self, request):
         form = s.ScanUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        patient = form.validated_data["patient"]
         upload = read_upload(form.validated_data["image"])
         if isinstance(upload, RefusedFile):
             raise ValidationError({"image": [f"Refused, nothing stored. {upload.reason}"]})
+        patient = clinical.patient_for_upload(
+            upload.decoded, form.validated_data.get("patient"), form.validated_data.get("mrn", "")
+        )
         try:
             result = clinical.upload_scan(request.user, patient, upload.name, upload.data, upload.decoded)
         except RejectedUpload as refusal:
