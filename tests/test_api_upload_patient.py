@@ -47,7 +47,7 @@ def test_a_dicom_naming_nobody_known_is_refused_and_nothing_is_stored(radiograph
     response = post(radiographer, image=dicom_file("MRN-UNKNOWN"))
 
     assert response.status_code == 400
-    assert "No patient has MRN MRN-UNKNOWN (read from the DICOM file)" in error_of(response)["fields"]["patient"][0]
+    assert "No patient has the patient ID read from the DICOM file as MRN" in error_of(response)["fields"]["patient"][0]
     assert not Scan.objects.exists()
     assert not [path for path in media_root.rglob("*") if path.is_file()]
 
@@ -76,5 +76,5 @@ def test_a_dicom_naming_another_patient_than_the_one_given_is_refused(radiograph
     response = post(radiographer, patient=chosen.pk, image=dicom_file("MRN-DCM-8"))
 
     assert response.status_code == 400
-    assert "is for patient ID MRN-DCM-8, not MRN MRN-CHOSEN" in error_of(response)["fields"]["image"][0]
+    assert "The DICOM file names another patient" in error_of(response)["fields"]["image"][0]
     assert not Scan.objects.exists()

@@ -48,15 +48,16 @@ def patient_for_upload(decoded: DecodedImage, patient: Patient | None = None, mr
     if patient is not None:
         return patient
     mrn = (mrn or "").strip()
-    source = "given"
+    source = "the MRN given"
     if not mrn:
-        mrn, source = decoded.dicom_patient.get("mrn", ""), "read from the DICOM file"
+        mrn, source = decoded.dicom_patient.get("mrn", ""), "the patient ID read from the DICOM file"
     if not mrn:
         raise ValidationError({"patient": "Give the patient (id or MRN): only DICOM files name their patient."})
     found = Patient.objects.filter(mrn=mrn).first()
     if found is None:
         raise ValidationError(
-            {"patient": f"No patient has MRN {mrn} ({source}): create the patient first, then upload."}
+            # The message names no patient (it may reach logs): the client knows what it sent.
+            {"patient": f"No patient has {source} as MRN: create the patient first, then upload."}
         )
     return found
 
