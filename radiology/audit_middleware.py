@@ -22,6 +22,7 @@ PATIENT_DATA_READS = {
     "api-scan-list": "Scan",
     "api-scan-detail": "Scan",
     "api-queue-list": "Scan",
+    "pacs_status": "PacsInstance",  # PACS conflicts and skips name patients by their MRN
 }
 REFUSALS = {403, 409, 429}
 

@@ -245,10 +245,10 @@ def patient_for(account, dicom_patient: dict) -> Patient:
         label for key, label in DETAILS if not same_detail(key, getattr(patient, key), dicom_patient.get(key))
     ]
     if disagreements:
+        # Which details differ, not their values: the admin's page lists conflicts, not patients.
         raise PatientConflict(
-            f"Patient ID {mrn} is {patient.name} (born {patient.birth_date:%Y-%m-%d}, sex {patient.sex}) here, but the "
-            f"instance's {', '.join(disagreements)} differ: {dicom_patient.get('name', '')} "
-            f"(born {dicom_patient.get('birth_date', '?')}, sex {dicom_patient.get('sex', '?')})."
+            f"Patient ID {mrn}: the instance's {', '.join(disagreements)} differ from the patient on record "
+            f"(compare them in the PACS and on the patient's page)."
         )
     return patient
 
