@@ -333,6 +333,14 @@ class ApiToken(models.Model):
     it is issued. A key is 256 random bits, so a plain hash cannot be reversed by guessing."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who asked for it: the user, an admin (for a service account), or none (the command line).",
+    )
     name = models.CharField(max_length=100, help_text="What the token is for, e.g. the PACS bridge's host.")
     key_hash = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=8, help_text="The key's first characters, to tell tokens apart.")

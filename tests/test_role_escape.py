@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core import mail
 from django.test import Client
+from rest_framework.test import APIClient
 
 from radiology.models import ApiToken, AuditEvent
 from tests.conftest import PASSWORD, logged_in
@@ -189,3 +190,24 @@ def test_the_admin_role_issues_tokens_for_itself_and_for_integration_accounts(ad
 
     assert admin.post("/api/v1/tokens/", {"user": integration_account.pk}).status_code == 201
     assert admin.post("/api/v1/tokens/", {"user": admin_user.pk}).status_code == 201
+
+
+@pytest.mark.django_db
+def test_a_service_accounts_token_dies_if_the_account_is_made_a_person(admin_user, integration_account):
+    key = token_client(admin_user).post("/api/v1/tokens/", {"user": integration_account.pk}).json()["token"]
+    service = APIClient()
+    service.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert service.get("/api/v1/scans/").status_code == 200
+
+    integration_account.groups.add(Group.objects.get(name="doctor"))  # e.g. by a superuser, later
+
+    assert service.get("/api/v1/queue/").status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_persons_own_token_survives_a_change_of_role(doctor):
+    client = token_client(doctor)
+
+    doctor.groups.add(Group.objects.get(name="radiographer"))
+
+    assert client.get("/api/v1/patients/").status_code == 200

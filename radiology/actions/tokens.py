@@ -41,6 +41,7 @@ def issue_api_token(actor, user, name=DEFAULT_NAME, replace=False):
         ApiToken.objects.filter(pk__in=revoked).delete()
         token = ApiToken.objects.create(
             user=user,
+            issued_by=actor,
             name=name,
             key_hash=key_hash(key),
             prefix=key[:8],
@@ -52,8 +53,14 @@ def issue_api_token(actor, user, name=DEFAULT_NAME, replace=False):
 
 
 def authenticate_key(key):
-    """The unexpired token with this key, with its user; None otherwise."""
-    return ApiToken.objects.select_related("user").filter(key_hash=key_hash(key), expires_at__gt=timezone.now()).first()
+    """The unexpired token with this key, with its user; None otherwise. A token someone else was
+    given for a service account works only while that account is still one: an account moved to a
+    person's role afterwards must not inherit it."""
+    tokens = ApiToken.objects.select_related("user").filter(key_hash=key_hash(key), expires_at__gt=timezone.now())
+    token = tokens.first()
+    if token is not None and token.issued_by_id not in (None, token.user_id) and not is_service_account(token.user):
+        return None
+    return token
 
 
 def revoke_api_token(actor, token):
