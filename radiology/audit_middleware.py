@@ -10,7 +10,8 @@ from radiology.actions.audit import audit
 from radiology.client_address import client_address
 
 # URL name -> the kind of record it shows. Pages may also answer a POST with the data (a form
-# shown again with its errors); the API's POSTs create things and are audited as actions.
+# shown again with its errors); the API's POSTs create things and are audited as actions, except
+# its searches (POST, so that no name or MRN is in a URL).
 PATIENT_DATA_READS = {
     "patient_list": "Patient",
     "patient_detail": "Patient",
@@ -18,19 +19,23 @@ PATIENT_DATA_READS = {
     "review_queue": "Scan",
     "review": "Scan",
     "api-patient-list": "Patient",
+    "api-patient-search": "Patient",
     "api-patient-detail": "Patient",
     "api-scan-list": "Scan",
     "api-scan-detail": "Scan",
     "api-queue-list": "Scan",
     "pacs_status": "PacsInstance",  # PACS conflicts and skips name patients by their MRN
 }
+API_SEARCHES = {"api-patient-search"}
 REFUSALS = {403, 409, 429}
 
 
 def is_read(request, name, status):
     if name not in PATIENT_DATA_READS or status != 200:
         return False
-    return request.method in ("GET", "HEAD") or (request.method == "POST" and not name.startswith("api-"))
+    if request.method in ("GET", "HEAD"):
+        return True
+    return request.method == "POST" and (not name.startswith("api-") or name in API_SEARCHES)
 
 
 class AuditTrailMiddleware:
