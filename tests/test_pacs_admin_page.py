@@ -36,7 +36,7 @@ def test_the_page_shows_the_poll_counts_and_conflicts(admin_role_client, setting
             "last_error_at": timezone.now(),
         },
     )
-    record("conflict", 1, "Patient ID MRN-C: the instance's name differ from the patient on record", "MRN-C")
+    record("conflict", 1, "The instance's name differ from those of the patient with its Patient ID as MRN", "MRN-C")
     record("skipped", 2, "View position LL is a lateral view, not a frontal (PA or AP) one.")
     record("ingested", 3)
 
@@ -44,7 +44,7 @@ def test_the_page_shows_the_poll_counts_and_conflicts(admin_role_client, setting
 
     assert "http://pacs.example:8042/dicom-web" in page and "every 10 s" in page
     assert "ConnectionError: PACS refused" in page
-    assert "Patient ID MRN-C: the instance" in page and "View position LL is a lateral view" in page
+    assert "MRN-C" in page and "name differ from those" in page and "View position LL is a lateral view" in page
     assert '<th scope="row">Conflict</th><td>1</td>' in page and '<th scope="row">Ingested</th><td>1</td>' in page
 
 

@@ -227,7 +227,8 @@ def patient_for(account, dicom_patient: dict) -> Patient:
         missing = [label for key, label in DETAILS if not dicom_patient.get(key)]
         if missing:
             raise PatientConflict(
-                f"No patient has MRN {mrn} and the instance lacks the {', '.join(missing)} to create them."
+                f"No patient has the instance's Patient ID as MRN, and the instance lacks the {', '.join(missing)} "
+                "to create them."
             )
         try:
             return clinical.create_patient(
@@ -245,10 +246,11 @@ def patient_for(account, dicom_patient: dict) -> Patient:
         label for key, label in DETAILS if not same_detail(key, getattr(patient, key), dicom_patient.get(key))
     ]
     if disagreements:
-        # Which details differ, not their values: the admin's page lists conflicts, not patients.
+        # Which details differ, not their values (the message names no patient): the admin's
+        # page lists conflicts by Patient ID, not patients.
         raise PatientConflict(
-            f"Patient ID {mrn}: the instance's {', '.join(disagreements)} differ from the patient on record "
-            f"(compare them in the PACS and on the patient's page)."
+            f"The instance's {', '.join(disagreements)} differ from those of the patient with its Patient ID "
+            "as MRN (compare them in the PACS and on the patient's page)."
         )
     return patient
 
