@@ -5,6 +5,8 @@ own model version's threshold, in log-odds, so scans predicted by different vers
 
 Sorting by the AI score alone shortens the mean wait and lengthens the longest ones, so a scan
 that has waited longer than TRIAGE_MAX_WAIT_MINUTES since upload jumps ahead, oldest first.
+A scan outside the model's intended use (classifier.intended_use) has no score worth sorting by:
+it is ordered by its wait with the overdue ones, from the moment it is predicted.
 
 The queue is read in its two parts, each in an order an index serves: the overdue scans by upload
 time (the partial index `scan_waiting_for_review`), then the recent ones by score (few: at most the
@@ -46,10 +48,12 @@ class ReviewQueue:
         waiting = waiting_scans()
         if reader is not None:  # what `reader` may take: not a scan another doctor is reading
             waiting = waiting.filter(free_to_read(reader, now))
-        self.overdue = narrow(waiting.filter(uploaded_at__lte=self.overdue_before)).order_by("uploaded_at", "pk")
-        self.recent = narrow(waiting.filter(uploaded_at__gt=self.overdue_before)).order_by(
-            "-prediction__triage_score", "uploaded_at", "pk"
+        by_wait = Q(uploaded_at__lte=self.overdue_before) | Q(prediction__intended_use__within=False)
+        by_score = Q(uploaded_at__gt=self.overdue_before) & (
+            Q(prediction__intended_use__isnull=True) | Q(prediction__intended_use__within=True)
         )
+        self.overdue = narrow(waiting.filter(by_wait)).order_by("uploaded_at", "pk")
+        self.recent = narrow(waiting.filter(by_score)).order_by("-prediction__triage_score", "uploaded_at", "pk")
 
     @cached_property
     def overdue_count(self):
@@ -76,16 +80,17 @@ class ReviewQueue:
         start, stop = index.start or 0, index.stop if index.stop is not None else self.count()
         entries = []
         if start < self.overdue_count:
-            entries += self.ranked(self.overdue[start : min(stop, self.overdue_count)], OVERDUE)
+            entries += self.ranked(self.overdue[start : min(stop, self.overdue_count)])
         if stop > self.overdue_count:
-            entries += self.ranked(self.recent[max(0, start - self.overdue_count) : stop - self.overdue_count], RECENT)
+            entries += self.ranked(self.recent[max(0, start - self.overdue_count) : stop - self.overdue_count])
         return entries
 
-    @staticmethod
-    def ranked(scans, rank):
+    def ranked(self, scans):
+        """Marks each scan OVERDUE or RECENT by its wait (a recent scan outside intended use is
+        read by wait, yet it is not overdue)."""
         scans = list(scans)
         for scan in scans:
-            scan.overdue_rank = rank
+            scan.overdue_rank = OVERDUE if scan.uploaded_at <= self.overdue_before else RECENT
         return scans
 
     def first_id(self):
@@ -97,7 +102,7 @@ class ReviewQueue:
         scan = waiting_scans().select_related("prediction").filter(pk=scan_id).first()
         if scan is None:
             return self.first_id()
-        if scan.uploaded_at <= self.overdue_before:
+        if scan.uploaded_at <= self.overdue_before or scan.prediction.outside_intended_use:
             later = Q(uploaded_at__gt=scan.uploaded_at) | Q(uploaded_at=scan.uploaded_at, pk__gt=scan.pk)
             following = self.overdue.filter(later).values_list("pk", flat=True).first() or (
                 self.recent.values_list("pk", flat=True).first()

@@ -170,14 +170,16 @@ def review_scan(
     seen_id = supersedes.pk if isinstance(supersedes, Review) else supersedes
     if decision not in Review.Decision.values:
         raise ValidationError({"decision": f"Decision must be one of: {', '.join(Review.Decision.values)}."})
-    if decision == Review.Decision.OVERRIDE and not note:
-        raise ValidationError({"note": "A note is required to override the model's prediction."})
     try:
         with transaction.atomic():
             scan = Scan.objects.select_for_update().get(pk=scan.pk)
             prediction = Prediction.objects.filter(scan=scan).first()
             if prediction is None:
                 raise ValidationError("This scan has no prediction to review yet.")
+            # Outside intended use the doctor decides without the model (its output is hidden), so
+            # disagreeing with it needs no justification.
+            if decision == Review.Decision.OVERRIDE and not note and not prediction.outside_intended_use:
+                raise ValidationError({"note": "A note is required to override the model's prediction."})
             previous = scan.latest_review()
             if (previous.pk if previous else None) != seen_id:
                 raise ReviewConflict(previous)
@@ -217,3 +219,26 @@ def review_scan(
         raise ReviewConflict(Scan(pk=scan.pk).latest_review()) from None
     REVIEWS.labels(decision=decision).inc()  # committed
     return review
+
+
+def show_model_output(actor, scan: Scan):
+    """A doctor asks to see the output the model gave for a scan outside its intended use
+    (hidden by default): recorded, so the review can be read knowing the doctor saw it."""
+    prediction = Prediction.objects.filter(scan=scan).first()
+    if prediction is None or not prediction.outside_intended_use:
+        raise ValidationError("Only a prediction outside the model's intended use is hidden.")
+    with transaction.atomic():
+        audit(
+            actor,
+            "scan.model_output_shown",
+            scan,
+            after={"intended_use": prediction.intended_use, "probability": prediction.probability},
+        )
+
+
+def model_output_shown_to(actor, scan: Scan) -> bool:
+    from radiology.models import AuditEvent
+
+    return AuditEvent.objects.filter(
+        actor=actor, action="scan.model_output_shown", object_type="Scan", object_id=str(scan.pk)
+    ).exists()

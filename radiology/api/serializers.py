@@ -76,13 +76,28 @@ class PatientSummarySerializer(serializers.ModelSerializer):
 # --- scans ----------------------------------------------------------------------------------------
 
 
+class IntendedUseSerializer(serializers.Serializer):
+    within = serializers.BooleanField(help_text="False: the model was not made for this scan.")
+    reasons = serializers.ListField(
+        child=serializers.ChoiceField(choices=["age", "view", "image"]),
+        help_text="age: outside the model's population; view: not a frontal chest radiograph (DICOM); "
+        "image: unlike the training images.",
+    )
+    score = serializers.FloatField(
+        allow_null=True, help_text="The image's distance from the training images; null: no image check."
+    )
+
+
 class PredictionSerializer(RoleFieldsMixin, serializers.ModelSerializer):
     model_version = serializers.CharField(source="model_version.version", read_only=True)
+    intended_use = IntendedUseSerializer(
+        read_only=True, allow_null=True, help_text="The intended-use check; null for predictions made before it."
+    )
     heatmap_url = serializers.SerializerMethodField(help_text="The Grad-CAM heatmap (PNG); doctors only.")
 
     class Meta:
         model = Prediction
-        fields = ["probability", "label", "threshold", "triage_score", "model_version", "heatmap_url", "created_at"]
+        fields = ["probability", "label", "threshold", "triage_score", "model_version", "intended_use", "heatmap_url", "created_at"]
         extra_kwargs = {
             "triage_score": {
                 "help_text": "The review queue's order: logit(probability) - logit(threshold), comparable across model versions."

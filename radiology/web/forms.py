@@ -4,7 +4,7 @@ from django import forms
 
 from classifier.models import ModelVersion
 from radiology.ingest import AcceptedFile, RefusedFile, RejectedUpload, check_dicom_patient, read_upload
-from radiology.models import Patient, Review
+from radiology.models import Label, Patient, Review
 
 
 class DateInput(forms.DateInput):
@@ -134,12 +134,28 @@ class UploadForm(forms.Form):
 
 
 class ReviewForm(forms.Form):
-    decision = forms.ChoiceField(choices=Review.Decision.choices)
+    # Either a decision on the model's label, or (a scan outside intended use, its output hidden)
+    # the final label itself.
+    decision = forms.ChoiceField(choices=Review.Decision.choices, required=False)
+    final_label = forms.ChoiceField(choices=Label.choices, required=False)
     note = forms.CharField(
         label="Note (required to override)", required=False, widget=forms.Textarea(attrs={"rows": 3})
     )
     # The latest review on the page when it was opened: a review recorded since makes this one stale.
     supersedes = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("decision") and not cleaned.get("final_label"):
+            raise forms.ValidationError("Choose a decision.")
+        return cleaned
+
+    def decision_for(self, prediction):
+        """The decision on `prediction` that the form states, or that its final label implies."""
+        data = self.cleaned_data
+        if data.get("decision"):
+            return data["decision"]
+        return Review.Decision.CONFIRM if data["final_label"] == prediction.label else Review.Decision.OVERRIDE
 
 
 class DashboardFilterForm(forms.Form):

@@ -33,6 +33,7 @@ def queue_page_columns(scans):
         "prediction__probability",
         "prediction__triage_score",
         "prediction__label",
+        "prediction__intended_use",
         "read_until",
         "read_by__username",
     )
@@ -100,7 +101,7 @@ def review(request, pk):
         data = form.cleaned_data
         try:
             saved = clinical.review_scan(
-                request.user, scan, data["decision"], data["note"], supersedes=data["supersedes"]
+                request.user, scan, form.decision_for(scan.prediction), data["note"], supersedes=data["supersedes"]
             )
         except clinical.ReviewConflict as stale:
             # Show what was recorded meanwhile; the doctor's note stays, and deciding again now
@@ -124,6 +125,9 @@ def review(request, pk):
         {
             "scan": scan,
             "prediction": scan.prediction,
+            # Outside intended use the model's output stays hidden until the doctor asks for it (audited).
+            "model_output_hidden": scan.prediction.outside_intended_use
+            and not clinical.model_output_shown_to(request.user, scan),
             "reviews": reviews,
             "form": form,
             "conflict": conflict,
@@ -134,6 +138,18 @@ def review(request, pk):
         },
         status=409 if conflict else 400 if form.errors else 200,
     )
+
+
+@require("review_scans")
+@require_POST
+def show_model_output(request, pk):
+    """The explicit "show the model's output anyway" of a scan outside intended use (audited)."""
+    scan = get_object_or_404(Scan, pk=pk, prediction__isnull=False)
+    try:
+        clinical.show_model_output(request.user, scan)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    return redirect("review", pk=scan.pk)
 
 
 def other_reader(scan, doctor):

@@ -29,6 +29,7 @@ urlpatterns = [
     path("review/", review_views.queue, name="review_queue"),
     path("review/next/", review_views.review_next, name="review_next"),
     path("review/<int:pk>/", review_views.review, name="review"),
+    path("review/<int:pk>/model-output/", review_views.show_model_output, name="show_model_output"),
     path("review/<int:pk>/reading/", review_views.reading_heartbeat, name="reading_heartbeat"),
     path("review/<int:pk>/reading/release/", review_views.reading_release, name="reading_release"),
     path("patients/<int:pk>/history/", review_views.patient_history, name="patient_history"),

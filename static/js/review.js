@@ -38,6 +38,7 @@
   }
   function submit(decision) {
     var button = document.getElementById(decision + "-button");
+    if (!button) return;  // outside intended use: the final label is chosen, not a decision
     if (form.requestSubmit) form.requestSubmit(button); else button.click();
   }
 
