@@ -97,7 +97,16 @@ class PredictionSerializer(RoleFieldsMixin, serializers.ModelSerializer):
 
     class Meta:
         model = Prediction
-        fields = ["probability", "label", "threshold", "triage_score", "model_version", "intended_use", "heatmap_url", "created_at"]
+        fields = [
+            "probability",
+            "label",
+            "threshold",
+            "triage_score",
+            "model_version",
+            "intended_use",
+            "heatmap_url",
+            "created_at",
+        ]
         extra_kwargs = {
             "triage_score": {
                 "help_text": "The review queue's order: logit(probability) - logit(threshold), comparable across model versions."
