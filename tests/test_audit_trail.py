@@ -277,3 +277,28 @@ def test_only_admins_see_the_trail(request, client_fixture):
 
     assert client.get(reverse("audit_trail")).status_code == 403
     assert client.get(reverse("audit_trail_csv")).status_code == 403
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_keep_one_unbroken_chain():
+    import threading
+
+    start = threading.Barrier(6)
+
+    def writer(n):
+        try:
+            start.wait()
+            for i in range(15):
+                audit(None, "test.concurrent", None, after={"writer": n, "i": i})
+        finally:
+            connection.close()  # this thread's own connection
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert AuditEvent.objects.filter(action="test.concurrent").count() == 90
+    assert verify() == []
