@@ -177,6 +177,30 @@ STORAGES = {
 # Patient images are never under a public URL: they are served by a view that checks the role.
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media-not-served/"
+# Where images and heatmaps live: `local` (MEDIA_ROOT, a shared volume for workers elsewhere) or `s3`,
+# any S3-compatible object store, so that workers on other machines need no shared volume. The
+# bucket stays private: files are streamed through the app's role-checked, audited views.
+MEDIA_STORAGE = env_str("MEDIA_STORAGE", "local").strip().lower()
+if MEDIA_STORAGE == "s3":
+    if not env_str("S3_BUCKET"):
+        raise ImproperlyConfigured("MEDIA_STORAGE=s3 needs S3_BUCKET.")
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("S3_BUCKET"),
+            "endpoint_url": env_str("S3_ENDPOINT_URL") or None,  # unset: AWS itself
+            "region_name": env_str("S3_REGION") or None,
+            "access_key": env_str("S3_ACCESS_KEY_ID") or None,  # unset: the instance's role or ~/.aws
+            "secret_key": env_str("S3_SECRET_ACCESS_KEY") or None,
+            "location": env_str("S3_PREFIX"),
+            "default_acl": None,  # the bucket's own (private) policy
+            "querystring_auth": True,  # any URL it ever makes is signed and short-lived
+            "querystring_expire": 300,
+            "file_overwrite": False,
+        },
+    }
+elif MEDIA_STORAGE != "local":
+    raise ImproperlyConfigured(f"MEDIA_STORAGE must be local or s3, not {MEDIA_STORAGE!r}.")
 
 # Security: secure by default when DEBUG is off; HSTS is opt-in because it outlives a mistake.
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)

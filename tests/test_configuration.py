@@ -22,7 +22,7 @@ REQUIRED_VARIABLES = {
 
 
 def variables_read_by_settings():
-    return set(re.findall(r'env_(?:str|bool|int|list)\(\s*"([A-Z_]+)"', SETTINGS_SOURCE))
+    return set(re.findall(r'env_(?:str|bool|int|list)\(\s*"([A-Z0-9_]+)"', SETTINGS_SOURCE))
 
 
 def run_python(code, **env):
