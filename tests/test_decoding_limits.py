@@ -9,6 +9,7 @@ start-up and its warning is a refusal, and one request carries at most UPLOAD_MA
 import functools
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 from django.conf import settings as live_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from PIL import Image
 
 from radiology import ingest
@@ -262,6 +264,19 @@ def test_upload_page_refuses_more_files_than_the_limit(settings, radiographer_cl
     assert Scan.objects.count() == 0
     response = radiographer_client.post("/upload/", {"patient": patient.pk, "files": png_files(2)})
     assert response.status_code == 302 and Scan.objects.count() == 2
+
+
+def test_too_many_files_are_refused_before_the_csrf_check_reads_them(settings, radiographer, patient):
+    """In production the CSRF middleware reads the form first: the refusal is the same page."""
+    settings.UPLOAD_MAX_FILES = settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(radiographer)
+    form = client.get("/upload/").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    response = client.post("/upload/", {"csrfmiddlewaretoken": token, "patient": patient.pk, "files": png_files(3)})
+    assert response.status_code == 400
+    assert "At most 2 files can be uploaded at once" in response.content.decode()
+    assert Scan.objects.count() == 0
 
 
 def test_api_refuses_more_files_than_the_limit(settings, radiographer, patient):
