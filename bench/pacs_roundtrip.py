@@ -177,7 +177,7 @@ def main():
             for study in studies:
                 if "scan" in study:
                     continue
-                patients = session.get(f"{api}/patients/", params={"search": study["mrn"]}, timeout=10).json()
+                patients = session.post(f"{api}/patients/search/", json={"query": study["mrn"]}, timeout=10).json()
                 if not patients.get("results"):
                     continue
                 scans = session.get(f"{api}/scans/", params={"patient": patients["results"][0]["id"]}, timeout=10)
