@@ -267,20 +267,37 @@ def main(argv=None):
             users, versions = seed(args.scans, np.random.default_rng(args.seed))
             print(f"seeded {args.scans} scans in {time.perf_counter() - started:.0f} s", flush=True)
         reviewed = Scan.objects.filter(status=Scan.Status.REVIEWED).count()
+        load_before = os.getloadavg()[0]
         results = measure(users, versions, args.repeat)
+        load_after = os.getloadavg()[0]
     finally:
         connections.close_all()
         if not (args.keep or args.reuse):
             admin_statement(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    print(f"{args.scans} scans ({reviewed} reviewed), {args.repeat} requests each after two warm-ups:")
+    # Timings on a shared machine mean little without how busy it was.
+    print(
+        f"{args.scans} scans ({reviewed} reviewed), {args.repeat} requests each after two warm-ups; "
+        f"load average {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} CPUs:"
+    )
     print(f"{'what':<26} {'median ms':>10} {'p95 ms':>10}")
     for what, timing in results.items():
         print(f"{what:<26} {timing['median_ms']:>10.1f} {timing['p95_ms']:>10.1f}")
     queue_p95 = max(results[what]["p95_ms"] for what in ("queue page", "queue API", "review next"))
     dashboard_p95 = max(results[what]["p95_ms"] for what in ("dashboard, all versions", "dashboard, one version"))
     if args.json:
-        args.json.write_text(json.dumps({"scans": args.scans, "reviewed": reviewed, "timings": results}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "scans": args.scans,
+                    "reviewed": reviewed,
+                    "load_average": [load_before, load_after],
+                    "cpus": os.cpu_count(),
+                    "timings": results,
+                },
+                indent=2,
+            )
+        )
     print(
         f"scale: {args.scans} scans: queue p95 {queue_p95:.0f} ms, dashboard p95 {dashboard_p95:.0f} ms, "
         f"metrics p95 {results['metrics API']['p95_ms']:.0f} ms"
