@@ -11,17 +11,21 @@ by score (window sums), and the percentiles from the rows around their positions
 """
 
 import datetime
+import hashlib
 import math
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
 from classifier.metrics import metrics_from_counts
 from classifier.models import ModelVersion
-from radiology.models import ReviewOutcome
+from radiology.models import Review, ReviewOutcome
 
+CACHE_SECONDS = 600
 ACTUAL = Q(actual_positive=True)
 CELLS = {(False, False): "tn", (False, True): "fp", (True, False): "fn", (True, True): "tp"}  # (actual, predicted)
 TURNAROUND_FIELDS = {
@@ -205,8 +209,23 @@ def metrics_of(rows) -> dict:
 
 def dashboard_metrics(model_version=None, start=None, end=None) -> dict:
     """metrics_of the reviewed scans uploaded from `start` to `end` (dates inclusive), by one model
-    version or all."""
-    return metrics_of(outcome_rows(model_version, start, end))
+    version or all.
+
+    Cached under the latest review's id: every review or correction writes a Review row in the
+    transaction that updates ReviewOutcome, so a new review means a new key and a full
+    recomputation; a cached figure is one computed from the same reviews. The TTL bounds what
+    rebuild_review_outcomes (a repair, no new review) could leave behind.
+    """
+    name = model_version.version if isinstance(model_version, ModelVersion) else model_version
+    latest_review = Review.objects.aggregate(latest=Max("pk"))["latest"]
+    key = (
+        "dashboard:" + hashlib.sha256(repr((name, start, end, settings.TIME_ZONE, latest_review)).encode()).hexdigest()
+    )
+    metrics = cache.get(key)
+    if metrics is None:
+        metrics = metrics_of(outcome_rows(model_version, start, end))
+        cache.set(key, metrics, CACHE_SECONDS)
+    return metrics
 
 
 def roc_points(model_version=None, start=None, end=None):
