@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier import data
+from classifier.calibration import brier_score, expected_calibration_error, reliability_png
 from classifier.explain import overlay_png
 from classifier.metrics import binary_metrics, confusion_matrix_png, roc_curve_png
 
@@ -17,17 +18,18 @@ BATCH_SIZE = 32
 OVERLAYS = 6  # Grad-CAM overlays written by evaluate_model --plots
 
 
-def score_folder(predictor, data_dir, log=None):
+def score_folder(predictor, data_dir, log=None, calibrated=True):
     """-> (images, labels, scores) for every image of a labeled folder."""
-    return score_images(predictor, data.list_labeled_images(data_dir), log)
+    return score_images(predictor, data.list_labeled_images(data_dir), log, calibrated)
 
 
-def score_images(predictor, images, log=None):
-    """-> (images, labels, scores) for a list of `data.LabeledImage`."""
+def score_images(predictor, images, log=None, calibrated=True):
+    """-> (images, labels, scores) for a list of `data.LabeledImage` (`calibrated=False`: the
+    network's own probabilities, to fit a calibration on)."""
     scores = []
     for start in range(0, len(images), BATCH_SIZE):
         chunk = images[start : start + BATCH_SIZE]
-        scores.append(predictor.predict_proba([data.read_image(image.path) for image in chunk]))
+        scores.append(predictor.predict_proba([data.read_image(image.path) for image in chunk], calibrated))
         if log:
             log(f"  scored {start + len(chunk)}/{len(images)} images")
     labels = np.array([image.label for image in images])
@@ -37,12 +39,17 @@ def score_images(predictor, images, log=None):
 def evaluate_folder(predictor, data_dir, threshold=None, plots_dir=None, log=None):
     """Metrics (classifier.metrics.METRIC_KEYS) at the predictor's threshold, or `threshold`.
 
-    With `plots_dir`: the ROC curve, the confusion matrix, and Grad-CAM overlays of the
-    scans the model got most wrong (`write_overlays`).
+    Also `ece` (10 equal-width bins) and `brier` of the probabilities (classifier.calibration).
+    With `plots_dir`: the ROC curve, the confusion matrix, the reliability diagram, and Grad-CAM
+    overlays of the scans the model got most wrong (`write_overlays`).
     """
     images, labels, scores = score_folder(predictor, data_dir, log)
     threshold = predictor.threshold if threshold is None else threshold
-    metrics = binary_metrics(labels, scores, threshold)
+    metrics = {
+        **binary_metrics(labels, scores, threshold),
+        "ece": expected_calibration_error(labels, scores),
+        "brier": brier_score(labels, scores),
+    }
     if plots_dir:
         write_plots(labels, scores, metrics, plots_dir, title=Path(data_dir).name)
         write_overlays(predictor, images, labels, scores, plots_dir)
@@ -58,6 +65,7 @@ def write_plots(labels, scores, metrics, plots_dir, title):
     (plots_dir / "confusion_matrix.png").write_bytes(
         confusion_matrix_png(metrics["confusion_matrix"], title=f"Confusion matrix: {title}")
     )
+    (plots_dir / "reliability.png").write_bytes(reliability_png(labels, scores, title=f"Reliability: {title}"))
 
 
 def write_overlays(predictor, images, labels, scores, plots_dir, count=OVERLAYS):
@@ -82,10 +90,8 @@ def format_table(metrics):
         return f"{value:.4f}" if isinstance(value, float) else str(value)
 
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
-    rows = [
-        (key, show(metrics[key]))
-        for key in ("n", "auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "threshold")
-    ]
+    keys = ("n", "auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "threshold", "ece", "brier")
+    rows = [(key, show(metrics[key])) for key in keys if key in metrics]
     rows.append(("confusion_matrix", f"tn={tn} fp={fp} fn={fn} tp={tp}"))
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)

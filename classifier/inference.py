@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from classifier import artifact
+from classifier.calibration import apply as apply_calibration
 from classifier.intended_use import FeatureStatistics, as_list, feature_model
 from classifier.model import OUTPUT_LAYER
 from classifier.preprocess import preprocess_image, preprocess_views
@@ -50,6 +51,9 @@ class Predictor:
         # ModelVersion a copy with its threshold. None only while train_model chooses it.
         threshold = metadata["threshold"]
         self.threshold = None if threshold is None else float(threshold)
+        # Platt scaling of the raw probabilities (classifier.calibration); the threshold is on its
+        # scale. registry.get_predictor gives each ModelVersion a copy with its own.
+        self.calibration = metadata.get("probability_calibration")
         self.input_size = int(metadata["input_size"])
         self.backbone = metadata["backbone"]
         self.test_time_zooms = metadata["preprocessing"]["test_time_zooms"]
@@ -102,15 +106,19 @@ class Predictor:
             [preprocess_views(pixels, self.input_size, self.backbone, self.test_time_zooms) for pixels in images]
         )
 
-    def predict_proba(self, images):
+    def predict_proba(self, images, calibrated=True):
         """Decoded pixel arrays -> pneumonia probabilities, float array of len(images).
 
-        Each probability is the mean over the model's test-time views of that scan.
+        Each probability is the mean over the model's test-time views of that scan, then
+        calibrated (`calibrated=False`: the network's own, for fitting a calibration).
         """
         if len(images) == 0:
             return np.zeros(0, dtype=np.float32)
         views = self.predict_inputs(self.preprocess(images))
-        return views.reshape(len(images), len(self.test_time_zooms)).mean(axis=1)
+        raw = views.reshape(len(images), len(self.test_time_zooms)).mean(axis=1)
+        if not calibrated or not self.calibration:
+            return raw
+        return apply_calibration(self.calibration, raw).astype(np.float32)
 
     def predict_inputs(self, batch):
         """Already preprocessed (n, size, size, 3) float32 inputs -> probabilities.

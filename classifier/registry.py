@@ -131,8 +131,12 @@ def get_predictor(model_version):
                 )
             _predictors[key] = predictor
         loaded = _predictors[key]
-    if loaded.threshold == model_version.threshold:
+    # A version's own metadata says how its probabilities are calibrated: a version registered
+    # before its artifact gained a calibration keeps the raw scale its threshold was chosen on.
+    calibration = model_version.metadata.get("probability_calibration")
+    if loaded.threshold == model_version.threshold and loaded.calibration == calibration:
         return loaded
     view = copy.copy(loaded)  # shares the interpreter, the Keras model and their lock
     view.threshold = float(model_version.threshold)
+    view.calibration = calibration
     return view

@@ -14,6 +14,8 @@ import numpy as np
 
 from classifier import artifact, data
 from classifier.augment import augment_grayscale
+from classifier.calibration import apply as apply_calibration
+from classifier.calibration import platt_calibration
 from classifier.evaluate import score_images
 from classifier.inference import Predictor
 from classifier.intended_use import DEFAULT_FALSE_FLAG_RATE
@@ -275,19 +277,30 @@ def calibrate_and_save(model, config, train_images, validation_images, metadata,
         test_time_zooms=zooms,
     )
     predictor = Predictor.load(keras_path)
-    _, validation_labels, validation_scores = score_images(predictor, validation_images)
+    _, validation_labels, validation_raw = score_images(predictor, validation_images)
+    # Platt scaling is fitted on the sample the threshold is chosen on (never trained on): the
+    # site's, else the validation split; the threshold is then chosen on the calibrated scale.
     if config.calibration_dir:
         calibration_images = data.list_labeled_images(config.calibration_dir)
-        _, calibration_labels, calibration_scores = score_images(predictor, calibration_images)
+        _, calibration_labels, calibration_raw = score_images(predictor, calibration_images)
+        probability_calibration = platt_calibration(
+            calibration_labels, calibration_raw, f"site calibration sample {Path(config.calibration_dir).name}"
+        )
+        calibration_scores = apply_calibration(probability_calibration, calibration_raw)
         threshold = choose_threshold(calibration_labels, calibration_scores, config.threshold_rule)
         metadata["site_calibration"] = {
             **binary_metrics(calibration_labels, calibration_scores, threshold),
             "data": data.summarize(calibration_images),
         }
         threshold_source = f"site calibration sample {Path(config.calibration_dir).name}"
+        validation_scores = apply_calibration(probability_calibration, validation_raw)
     else:
+        probability_calibration = platt_calibration(validation_labels, validation_raw, "validation split")
+        validation_scores = apply_calibration(probability_calibration, validation_raw)
         threshold = choose_threshold(validation_labels, validation_scores, config.threshold_rule)
         threshold_source = "validation split"
+    metadata["probability_calibration"] = probability_calibration
+    log(f"probability calibration {probability_calibration}")
     metadata["threshold"] = threshold
     metadata["threshold_rule"] = config.threshold_rule
     metadata["threshold_source"] = threshold_source

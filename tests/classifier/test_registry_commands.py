@@ -92,10 +92,11 @@ def test_evaluate_model_command_writes_exact_keys_and_plots(tiny_artifact, label
         "evaluate_model", data=str(labeled_folder), json=str(tmp_path / "m.json"), plots=str(tmp_path / "plots")
     )
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert list(metrics) == list(METRIC_KEYS)
+    assert list(metrics) == [*METRIC_KEYS, "ece", "brier"]
     assert metrics["n"] == 40 and metrics["auc"] > 0.95
+    assert 0 <= metrics["ece"] <= 1 and 0 <= metrics["brier"] <= 1
     assert "sensitivity" in capsys.readouterr().out
-    for name in ("roc_curve.png", "confusion_matrix.png"):
+    for name in ("roc_curve.png", "confusion_matrix.png", "reliability.png"):
         assert (tmp_path / "plots" / name).read_bytes().startswith(b"\x89PNG")
     overlays = sorted((tmp_path / "plots" / "gradcam").glob("*.png"))
     assert len(overlays) == OVERLAYS and all(p.read_bytes().startswith(b"\x89PNG") for p in overlays)

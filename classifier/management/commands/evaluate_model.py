@@ -1,5 +1,6 @@
 """python manage.py evaluate_model --data DIR [--model PATH] --json FILE [--plots DIR]"""
 
+import copy
 import json
 from pathlib import Path
 
@@ -9,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError
 class Command(BaseCommand):
     help = (
         "Evaluate a model on DIR/NORMAL and DIR/PNEUMONIA (any-size PNG/JPEG) at its stored "
-        "threshold: prints a table, writes the metrics JSON and, with --plots, ROC and "
-        "confusion-matrix PNGs and Grad-CAM overlays of the scans it got most wrong."
+        "threshold: prints a table, writes the metrics JSON (with ece and brier) and, with --plots, ROC, "
+        "confusion-matrix and reliability PNGs and Grad-CAM overlays of the scans it got most wrong."
     )
 
     def add_arguments(self, parser):
@@ -18,8 +19,14 @@ class Command(BaseCommand):
         parser.add_argument("--model", help="a .keras artifact (default: the active model version)")
         parser.add_argument("--json", required=True, help="where to write the metrics")
         parser.add_argument(
+            "--uncalibrated",
+            action="store_true",
+            help="the network's own probabilities, without the model's probability calibration "
+            "(its threshold mapped back: the same decisions)",
+        )
+        parser.add_argument(
             "--plots",
-            help="folder for roc_curve.png, confusion_matrix.png and gradcam/*.png overlays",
+            help="folder for roc_curve.png, confusion_matrix.png, reliability.png and gradcam/*.png overlays",
         )
 
     def handle(self, *args, **options):
@@ -39,6 +46,13 @@ class Command(BaseCommand):
                 predictor, name = get_predictor(version), version.version
         except ArtifactError as error:
             raise CommandError(str(error)) from error
+        if options["uncalibrated"] and predictor.calibration:
+            from classifier.calibration import uncalibrated
+
+            predictor = copy.copy(predictor)  # shares the loaded model
+            predictor.threshold = uncalibrated(predictor.calibration, predictor.threshold)
+            predictor.calibration = None
+            name += " (uncalibrated)"
         self.stdout.write(f"evaluating {name} (threshold {predictor.threshold:.4f}) on {options['data']}")
         try:
             metrics = evaluate_folder(
