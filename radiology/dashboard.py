@@ -1,6 +1,6 @@
 """How accurate the model really is: its predictions against the doctors' final labels.
 
-Only reviewed scans count. The truth of a scan is its latest review's final label (a correction
+Only reviewed scans within the model's intended use count (the others are reported apart). The truth of a scan is its latest review's final label (a correction
 replaces the first decision); the model's answer is the label its prediction carried, at the
 threshold of the model version that made it. Pages and the API both read `dashboard_metrics`.
 
@@ -208,29 +208,35 @@ def metrics_of(rows) -> dict:
 
 
 def dashboard_metrics(model_version=None, start=None, end=None) -> dict:
-    """metrics_of the reviewed scans uploaded from `start` to `end` (dates inclusive), by one model
-    version or all.
+    """metrics_of the reviewed scans within the model's intended use uploaded from `start` to `end`
+    (dates inclusive), by one model version or all, with 95 % intervals and the "too few reviews"
+    state; the scans outside intended use reported apart (radiology.monitoring).
 
-    Cached under the latest review's id: every review or correction writes a Review row in the
-    transaction that updates ReviewOutcome, so a new review means a new key and a full
-    recomputation; a cached figure is one computed from the same reviews. The TTL bounds what
-    rebuild_review_outcomes (a repair, no new review) could leave behind.
+    The review figures are cached under the latest review's id: every review or correction writes a
+    Review row in the transaction that updates ReviewOutcome, so a new review means a new key and a
+    full recomputation; a cached figure is one computed from the same reviews. The TTL bounds what
+    rebuild_review_outcomes (a repair, no new review) could leave behind. The flagged counts follow
+    the predictions, not the reviews: they are counted on each call (two aggregate queries).
     """
+    from radiology.monitoring import outside_intended_use, with_intervals
+
     name = model_version.version if isinstance(model_version, ModelVersion) else model_version
     latest_review = Review.objects.aggregate(latest=Max("pk"))["latest"]
     key = (
         "dashboard:" + hashlib.sha256(repr((name, start, end, settings.TIME_ZONE, latest_review)).encode()).hexdigest()
     )
-    metrics = cache.get(key)
-    if metrics is None:
-        metrics = metrics_of(outcome_rows(model_version, start, end))
-        cache.set(key, metrics, CACHE_SECONDS)
+    cached = cache.get(key)
+    if cached is None:
+        cached = metrics_of(outcome_rows(model_version, start, end).filter(within_intended_use=True))
+        cache.set(key, cached, CACHE_SECONDS)
+    metrics = with_intervals(dict(cached))
+    metrics["outside_intended_use"] = outside_intended_use(model_version, start, end)
     return metrics
 
 
 def roc_points(model_version=None, start=None, end=None):
-    """(actual labels 0/1, probabilities, thresholds in use) for drawing the ROC curve."""
-    rows = outcome_rows(model_version, start, end)
+    """(actual labels 0/1, probabilities, thresholds in use) for drawing the ROC curve (within-use scans)."""
+    rows = outcome_rows(model_version, start, end).filter(within_intended_use=True)
     pairs = list(rows.values_list("actual_positive", "probability"))
     thresholds = sorted(rows.order_by().values_list("threshold", flat=True).distinct())
     return [int(actual) for actual, _ in pairs], [probability for _, probability in pairs], thresholds

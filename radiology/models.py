@@ -293,6 +293,9 @@ class ReviewOutcome(models.Model):
     actual_positive = models.BooleanField(help_text="The latest review's final label is PNEUMONIA.")
     upload_to_prediction_s = models.FloatField()
     prediction_to_review_s = models.FloatField(help_text="Until the first review: a correction is not the turnaround.")
+    within_intended_use = models.BooleanField(
+        default=True, help_text="False: the prediction was outside the model's intended use (counted apart)."
+    )
 
     class Meta:
         indexes = [

@@ -19,6 +19,8 @@ def computed_outcomes(scans, review_model=Review, outcome_model=ReviewOutcome):
     The models are parameters so that a migration can run this on its historical models.
     """
     latest_review = review_model.objects.filter(scan=OuterRef("pk")).order_by("-created_at", "-pk")
+    # The migration that created the table ran before predictions had an intended-use check.
+    checks_use = any(field.name == "within_intended_use" for field in outcome_model._meta.get_fields())
     rows = (
         scans.filter(prediction__isnull=False, reviews__isnull=False)
         .annotate(
@@ -35,6 +37,7 @@ def computed_outcomes(scans, review_model=Review, outcome_model=ReviewOutcome):
             "prediction__created_at",
             "final_label",
             "first_reviewed_at",
+            "prediction__intended_use" if checks_use else "pk",
         )
     )
     for (
@@ -47,8 +50,11 @@ def computed_outcomes(scans, review_model=Review, outcome_model=ReviewOutcome):
         predicted_at,
         final_label,
         reviewed_at,
+        intended_use,
     ) in rows.iterator(chunk_size=REBUILD_BATCH):
+        within = {"within_intended_use": not isinstance(intended_use, dict) or intended_use.get("within", True)}
         yield outcome_model(
+            **(within if checks_use else {}),
             scan_id=scan_id,
             model_version_id=version_id,
             uploaded_at=uploaded_at,

@@ -127,7 +127,7 @@ def test_the_page_shows_metrics_next_to_the_offline_evaluation(admin_role_client
         and 'data-cell="tp">2<' in page
     )
     assert "Offline: test" in page and "0.910" in page and "0.778" in page and "0.667" in page
-    assert '<td id="override-rate">0.333</td>' in page
+    assert '<td id="override-rate">0.333 <span class="muted" data-interval>[0.097, 0.700]</span></td>' in page
     assert "35.0 s" in page and "57.5 s" in page and "3 min 30 s" in page and "5 min 45 s" in page
     assert reverse("dashboard_roc_png") + "?model_version=v1" in page
     assert "Decision aid trained on pediatric chest X-rays; the doctor decides." in page

@@ -293,8 +293,36 @@ class WeekMetricsSerializer(serializers.Serializer):
     override_rate = serializers.FloatField()
 
 
+class IntervalsSerializer(serializers.Serializer):
+    """95 % intervals [low, high]; null where the figure is undefined."""
+
+    accuracy = serializers.ListField(child=serializers.FloatField(), allow_null=True, help_text="Wilson.")
+    sensitivity = serializers.ListField(child=serializers.FloatField(), allow_null=True, help_text="Wilson.")
+    specificity = serializers.ListField(child=serializers.FloatField(), allow_null=True, help_text="Wilson.")
+    precision = serializers.ListField(child=serializers.FloatField(), allow_null=True, help_text="Wilson.")
+    override_rate = serializers.ListField(child=serializers.FloatField(), allow_null=True, help_text="Wilson.")
+    auc = serializers.ListField(child=serializers.FloatField(), allow_null=True, help_text="Hanley-McNeil.")
+
+
+class FlaggedWeekSerializer(serializers.Serializer):
+    week_start = serializers.DateField()
+    predicted = serializers.IntegerField()
+    flagged = serializers.IntegerField()
+    share = serializers.FloatField()
+
+
+class OutsideIntendedUseSerializer(serializers.Serializer):
+    predicted = serializers.IntegerField(help_text="Scans predicted in the period (reviewed or not).")
+    flagged = serializers.IntegerField(help_text="Of those, outside the model's intended use.")
+    share = serializers.FloatField(allow_null=True)
+    share_interval = serializers.ListField(child=serializers.FloatField(), allow_null=True, help_text="Wilson 95 %.")
+    unchecked = serializers.IntegerField(help_text="Predicted before the check existed (counted as within).")
+    by_reason = serializers.DictField(child=serializers.IntegerField(), help_text="age, view, image: flagged counts.")
+    by_week = FlaggedWeekSerializer(many=True)
+
+
 class MetricsSerializer(serializers.Serializer):
-    n = serializers.IntegerField(help_text="Reviewed scans counted.")
+    n = serializers.IntegerField(help_text="Reviewed scans counted (within the model's intended use only).")
     accuracy = serializers.FloatField(allow_null=True)
     sensitivity = serializers.FloatField(allow_null=True)
     specificity = serializers.FloatField(allow_null=True)
@@ -314,6 +342,10 @@ class MetricsSerializer(serializers.Serializer):
     turnaround = TurnaroundSerializer()
     model_versions = serializers.ListField(child=serializers.CharField())
     by_week = WeekMetricsSerializer(many=True, help_text="The same metrics week by week: accuracy over time.")
+    intervals = IntervalsSerializer()
+    too_few_reviews = serializers.BooleanField(help_text="Fewer than min_reviews reviewed scans: too few to judge by.")
+    min_reviews = serializers.IntegerField()
+    outside_intended_use = OutsideIntendedUseSerializer(help_text="Scans outside intended use, counted apart.")
 
 
 # --- model versions -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from classifier.intended_use import REASON_TEXT
 from classifier.metrics import confusion_matrix_png, roc_curve_png
 from classifier.models import ModelVersion
 from radiology import comparison as comparison_of_models
@@ -53,7 +54,12 @@ def dashboard_page(request):
         version = ModelVersion.objects.filter(version=metrics["model_versions"][0]).first()
     evaluations = offline_evaluations(version)
     comparison = [
-        {"label": label, "live": metrics[key], "offline": [evaluation.get(key) for evaluation in evaluations.values()]}
+        {
+            "label": label,
+            "live": metrics[key],
+            "interval": metrics["intervals"].get(key),
+            "offline": [evaluation.get(key) for evaluation in evaluations.values()],
+        }
         for key, label in COMPARED_METRICS
     ]
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
@@ -68,6 +74,11 @@ def dashboard_page(request):
             "evaluations": evaluations,
             "comparison": comparison,
             "query": request.GET.urlencode(),
+            "flagged": metrics["outside_intended_use"],
+            "flagged_reasons": [
+                {"code": code, "text": REASON_TEXT[code], "count": count}
+                for code, count in metrics["outside_intended_use"]["by_reason"].items()
+            ],
         },
     )
 

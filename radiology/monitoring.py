@@ -1,0 +1,110 @@
+"""How sure the live figures are, and the scans outside the model's intended use, counted apart.
+
+- `with_intervals`: 95 % intervals for the dashboard's headline figures (Wilson for the rates,
+  Hanley-McNeil for the AUC, which needs only the AUC and the class counts the SQL pass gives)
+  and a "too few reviews" state below MIN_REVIEWS.
+- `outside_intended_use`: of the scans predicted in the period, how many were outside the model's
+  intended use (classifier.intended_use): count, share with its interval, by reason, by week.
+"""
+
+import datetime
+import math
+
+from django.db.models import Count, Q
+from django.db.models.functions import TruncWeek
+from django.utils import timezone
+
+from classifier.intended_use import REASON_TEXT
+from classifier.models import ModelVersion
+from classifier.statistics import wilson_interval
+from radiology.dashboard import start_of_day
+from radiology.models import Prediction
+
+MIN_REVIEWS = 30  # below this, the page and the API say the figures are too few to judge by
+Z_95 = 1.959963984540054
+
+
+def interval(bounds):
+    return None if bounds is None else [bounds[0], bounds[1]]
+
+
+def hanley_mcneil_interval(auc, positives, negatives, z=Z_95):
+    """The AUC's 95 % interval from its standard error (Hanley & McNeil 1982), clipped to [0, 1]."""
+    if auc is None or not positives or not negatives:
+        return None
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives
+    )
+    half = z * math.sqrt(max(variance, 0.0))
+    return [max(0.0, auc - half), min(1.0, auc + half)]
+
+
+def with_intervals(metrics):
+    """Adds `intervals` (95 %, per figure; None where undefined) and `too_few_reviews` to the
+    dashboard's metrics, from their confusion matrix and AUC."""
+    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+    n = tn + fp + fn + tp
+    metrics["intervals"] = {
+        "accuracy": interval(wilson_interval(tp + tn, n)),
+        "sensitivity": interval(wilson_interval(tp, tp + fn)),
+        "specificity": interval(wilson_interval(tn, tn + fp)),
+        "precision": interval(wilson_interval(tp, tp + fp)),
+        "override_rate": interval(wilson_interval(fp + fn, n)),
+        "auc": hanley_mcneil_interval(metrics.get("auc"), tp + fn, tn + fp),
+    }
+    metrics["too_few_reviews"] = n < MIN_REVIEWS
+    metrics["min_reviews"] = MIN_REVIEWS
+    return metrics
+
+
+def predictions_in(model_version=None, start=None, end=None):
+    """Predictions of scans uploaded from `start` to `end` (dates inclusive), by one version or all."""
+    rows = Prediction.objects.all()
+    if model_version is not None:
+        name = model_version.version if isinstance(model_version, ModelVersion) else str(model_version)
+        rows = rows.filter(model_version__version=name)
+    if start is not None:
+        rows = rows.filter(scan__uploaded_at__gte=start_of_day(start))
+    if end is not None:
+        rows = rows.filter(scan__uploaded_at__lt=start_of_day(end + datetime.timedelta(days=1)))
+    return rows
+
+
+FLAGGED = Q(intended_use__within=False)
+
+
+def outside_intended_use(model_version=None, start=None, end=None):
+    """{predicted, flagged, share, share_interval, unchecked, by_reason: {code: count}, by_week: [...]}.
+
+    `unchecked` counts predictions made before the check existed (counted as within)."""
+    rows = predictions_in(model_version, start, end)
+    totals = rows.aggregate(
+        predicted=Count("pk"),
+        flagged=Count("pk", filter=FLAGGED),
+        unchecked=Count("pk", filter=Q(intended_use__isnull=True)),
+        **{code: Count("pk", filter=FLAGGED & Q(intended_use__reasons__contains=[code])) for code in REASON_TEXT},
+    )
+    weeks = (
+        rows.annotate(week=TruncWeek("scan__uploaded_at"))
+        .order_by("week")
+        .values("week")
+        .annotate(predicted=Count("pk"), flagged=Count("pk", filter=FLAGGED))
+    )
+    return {
+        "predicted": totals["predicted"],
+        "flagged": totals["flagged"],
+        "share": totals["flagged"] / totals["predicted"] if totals["predicted"] else None,
+        "share_interval": interval(wilson_interval(totals["flagged"], totals["predicted"])),
+        "unchecked": totals["unchecked"],
+        "by_reason": {code: totals[code] for code in REASON_TEXT},
+        "by_week": [
+            {
+                "week_start": timezone.localtime(week["week"]).date().isoformat(),
+                "predicted": week["predicted"],
+                "flagged": week["flagged"],
+                "share": week["flagged"] / week["predicted"],
+            }
+            for week in weeks
+        ],
+    }
