@@ -138,7 +138,7 @@ def random_reviews(doctor, settings):
 
 
 def assert_same(sql, reference):
-    assert sql.keys() == reference.keys()
+    assert reference.keys() <= sql.keys()  # dashboard_metrics adds the intervals and the flagged, tested apart
     for key, expected in reference.items():
         if key == "by_week":
             assert len(sql[key]) == len(expected)
