@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from classifier.metrics import metrics_from_counts
 from classifier.models import ModelVersion
-from radiology.models import Review, ReviewOutcome
+from radiology.models import Prediction, Review, ReviewOutcome
 
 CACHE_SECONDS = 600
 ACTUAL = Q(actual_positive=True)
@@ -216,7 +216,7 @@ def dashboard_metrics(model_version=None, start=None, end=None) -> dict:
     Review row in the transaction that updates ReviewOutcome, so a new review means a new key and a
     full recomputation; a cached figure is one computed from the same reviews. The TTL bounds what
     rebuild_review_outcomes (a repair, no new review) could leave behind. The flagged counts follow
-    the predictions, not the reviews: they are counted on each call (two aggregate queries).
+    the predictions, not the reviews: they are cached under the latest prediction's id the same way.
     """
     from radiology.monitoring import outside_intended_use, with_intervals
 
@@ -229,8 +229,14 @@ def dashboard_metrics(model_version=None, start=None, end=None) -> dict:
     if cached is None:
         cached = metrics_of(outcome_rows(model_version, start, end).filter(within_intended_use=True))
         cache.set(key, cached, CACHE_SECONDS)
+    latest_prediction = Prediction.objects.aggregate(latest=Max("pk"))["latest"]
+    flagged_key = f"{key}:flagged:{latest_prediction}"
+    flagged = cache.get(flagged_key)
+    if flagged is None:
+        flagged = outside_intended_use(model_version, start, end)
+        cache.set(flagged_key, flagged, CACHE_SECONDS)
     metrics = with_intervals(dict(cached))
-    metrics["outside_intended_use"] = outside_intended_use(model_version, start, end)
+    metrics["outside_intended_use"] = flagged
     return metrics
 
 

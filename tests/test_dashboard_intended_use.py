@@ -81,3 +81,10 @@ def test_the_metrics_api_carries_intervals_and_the_flagged(admin_user, with_flag
     assert body["intervals"]["accuracy"] == pytest.approx([0.299993, 0.903229], abs=1e-5)
     assert body["outside_intended_use"]["flagged"] == 3
     assert body["outside_intended_use"]["by_reason"] == {"age": 2, "view": 1, "image": 1}
+
+
+def test_a_new_prediction_outside_intended_use_is_counted_at_once(with_flagged):
+    v1, _ = with_flagged
+    before = dashboard_metrics(model_version="v1")["outside_intended_use"]["flagged"]
+    PredictionFactory(model_version=v1, intended_use={"within": False, "reasons": ["view"], "score": None})
+    assert dashboard_metrics(model_version="v1")["outside_intended_use"]["flagged"] == before + 1

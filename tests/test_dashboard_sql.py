@@ -197,7 +197,7 @@ def test_a_cached_figure_is_served_only_until_the_next_review(doctor, django_ass
     first, second = (PredictionFactory(probability=p, model_version=version) for p in (0.9, 0.2))
     clinical.review_scan(doctor, first.scan, "confirm")
     computed = dashboard_metrics()
-    with django_assert_num_queries(1):  # the latest review's id; the figures come from the cache
+    with django_assert_num_queries(2):  # the latest review's and prediction's ids; the figures come from the cache
         assert dashboard_metrics() == computed
     clinical.review_scan(doctor, second.scan, "override", "Consolidation.")
     recomputed = dashboard_metrics()
