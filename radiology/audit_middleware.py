@@ -18,6 +18,8 @@ PATIENT_DATA_READS = {
     "patient_history": "Patient",
     "review_queue": "Scan",
     "review": "Scan",
+    "scan_status": "Scan",  # the page lists patients' names; its JSON poll carries statuses only
+    "failed_scans": "Scan",
     "api-patient-list": "Patient",
     "api-patient-search": "Patient",
     "api-patient-detail": "Patient",

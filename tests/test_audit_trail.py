@@ -160,6 +160,15 @@ def test_page_reads_of_patient_data_are_recorded_without_the_search_text(doctor,
 
 
 @pytest.mark.django_db
+def test_the_status_and_failed_scans_pages_are_reads(radiographer, radiographer_client, admin_user, admin_role_client):
+    radiographer_client.get(reverse("scan_status"))
+    admin_role_client.get(reverse("failed_scans"))
+
+    assert reads(radiographer) == [("Scan", "", "scan_status")]
+    assert reads(admin_user) == [("Scan", "", "failed_scans")]
+
+
+@pytest.mark.django_db
 def test_api_reads_of_patient_data_are_recorded(doctor):
     scan = PredictionFactory().scan
     client = token_client(doctor)
