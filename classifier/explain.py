@@ -1,8 +1,10 @@
 """Grad-CAM heatmaps as images for the review page (the heatmap itself comes from
 `Predictor.gradcam`).
 
-- `heatmap_png(heatmap, width, height)`: the heatmap alone, RGBA, transparent where the
-  model saw nothing, so the page can lay it over the scan with an opacity slider.
+- `heatmap_png(heatmap, width, height, strength)`: the heatmap alone, RGBA, transparent where the
+  model saw nothing, so the page can lay it over the scan with an opacity slider. Grad-CAM is
+  normalized to its own peak, so a scan the model finds normal would show its noise as loudly as
+  a pneumonia's opacity: the worker passes the probability as `strength`, which scales the opacity.
 - `overlay_png(pixels, heatmap, alpha)`: the scan with the heatmap blended in, one PNG;
   `evaluate_model --plots` writes a few (classifier/evaluate.py) for offline review.
 
@@ -39,19 +41,19 @@ def _encode_png(rgb_or_rgba):
     return encoded.tobytes()
 
 
-def heatmap_rgba(heatmap, width, height):
-    """(height, width, 4) uint8: jet colours, opacity growing with the heat."""
+def heatmap_rgba(heatmap, width, height, strength=1.0):
+    """(height, width, 4) uint8: jet colours, opacity growing with the heat, times `strength` in [0, 1]."""
     rgb, heat = _colour(heatmap, width, height)
-    alpha = np.rint(heat * 255).astype(np.uint8)
+    alpha = np.rint(heat * float(np.clip(strength, 0.0, 1.0)) * 255).astype(np.uint8)
     return np.dstack([rgb, alpha])
 
 
-def heatmap_png(heatmap, width=None, height=None):
-    """The heatmap alone as an RGBA PNG (bytes), by default at its own size."""
+def heatmap_png(heatmap, width=None, height=None, strength=1.0):
+    """The heatmap alone as an RGBA PNG (bytes), by default at its own size; `strength` scales its opacity."""
     heatmap = _check_heatmap(heatmap)
     height = height or heatmap.shape[0]
     width = width or heatmap.shape[1]
-    return _encode_png(heatmap_rgba(heatmap, width, height))
+    return _encode_png(heatmap_rgba(heatmap, width, height, strength))
 
 
 def overlay_png(pixels, heatmap, alpha=0.45):

@@ -152,7 +152,7 @@ def predict_and_record(predictor, version, batch, claim_token) -> list[int]:
         for _ in batch:
             INFERENCE_SECONDS.observe(inference_ms / 1000)
         image_scores = predictor.image_scores(pixels)
-        heatmaps = [heatmap_png_for(predictor, one) for one in pixels]
+        heatmaps = [heatmap_png_for(predictor, one, p) for one, p in zip(pixels, probabilities, strict=True)]
     except TRANSIENT_ERRORS:
         raise
     except Exception as error:  # TensorFlow and the preprocessing raise many types
@@ -202,10 +202,12 @@ def intended_use_of(version, predictor, scan, decoded, image_score):
     )
 
 
-def heatmap_png_for(predictor, pixels) -> bytes:
+def heatmap_png_for(predictor, pixels, probability) -> bytes:
+    """The Grad-CAM PNG, its opacity scaled by the (calibrated) probability: a scan the model finds
+    normal shows a faint map, not its noise stretched to full strength."""
     from classifier.explain import heatmap_png
 
-    return heatmap_png(predictor.gradcam(pixels))
+    return heatmap_png(predictor.gradcam(pixels), strength=probability)
 
 
 def release_when_possible(claim_token, reason):

@@ -74,3 +74,33 @@ def test_a_lateral_dicom_view_is_flagged(radiographer, children_model, quiet_que
 def test_a_model_without_a_declared_population_checks_no_age(radiographer, model_version, quiet_queue):
     adult = PatientFactory(birth_date=years_ago(60))
     assert predict(radiographer, adult, png_bytes(chest_like_pixels(seed=4))).intended_use["within"] is True
+
+
+def test_the_heatmap_is_as_strong_as_the_probability():
+    import cv2
+    import numpy as np
+
+    from classifier.explain import heatmap_png
+
+    heat = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+
+    def opacity(strength):
+        png = heatmap_png(heat, strength=strength)
+        return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)[:, :, 3]
+
+    assert opacity(1.0).max() == 255
+    assert opacity(0.1).max() == round(0.1 * 255)
+    assert opacity(0.0).max() == 0
+
+
+def test_the_worker_draws_a_faint_heatmap_for_an_unlikely_scan(radiographer, model_version, quiet_queue, monkeypatch):
+    import cv2
+    import numpy as np
+
+    from classifier.inference import Predictor
+
+    monkeypatch.setattr(Predictor, "predict_proba", lambda self, images: np.full(len(images), 0.04, np.float32))
+    prediction = predict(radiographer, PatientFactory(birth_date=years_ago(3)), png_bytes(chest_like_pixels(seed=7)))
+    rgba = cv2.imdecode(np.frombuffer(prediction.heatmap.read(), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert prediction.probability == pytest.approx(0.04)
+    assert rgba[:, :, 3].max() <= round(0.04 * 255)
