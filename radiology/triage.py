@@ -48,23 +48,27 @@ class ReviewQueue:
         waiting = waiting_scans()
         if reader is not None:  # what `reader` may take: not a scan another doctor is reading
             waiting = waiting.filter(free_to_read(reader, now))
-        by_wait = Q(uploaded_at__lte=self.overdue_before) | Q(prediction__intended_use__within=False)
-        by_score = Q(uploaded_at__gt=self.overdue_before) & (
-            Q(prediction__intended_use__isnull=True) | Q(prediction__intended_use__within=True)
-        )
-        self.overdue = narrow(waiting.filter(by_wait)).order_by("uploaded_at", "pk")
-        self.recent = narrow(waiting.filter(by_score)).order_by("-prediction__triage_score", "uploaded_at", "pk")
+        recent = Q(uploaded_at__gt=self.overdue_before)
+        by_wait = ("uploaded_at", "pk")
+        # Read by wait: the overdue scans (every one uploaded before any recent one, so they come
+        # first and the partial index serves them), then the recent ones outside intended use;
+        # then the rest of the recent ones by score.
+        self.parts = [
+            narrow(waiting.filter(uploaded_at__lte=self.overdue_before)).order_by(*by_wait),
+            narrow(waiting.filter(recent, prediction__intended_use__within=False)).order_by(*by_wait),
+            narrow(
+                waiting.filter(recent).filter(
+                    Q(prediction__intended_use__isnull=True) | Q(prediction__intended_use__within=True)
+                )
+            ).order_by("-prediction__triage_score", "uploaded_at", "pk"),
+        ]
 
     @cached_property
-    def overdue_count(self):
-        return self.overdue.count()
-
-    @cached_property
-    def recent_count(self):
-        return self.recent.count()
+    def part_counts(self):
+        return [part.count() for part in self.parts]
 
     def count(self):
-        return self.overdue_count + self.recent_count
+        return sum(self.part_counts)
 
     def __len__(self):
         return self.count()
@@ -78,11 +82,11 @@ class ReviewQueue:
         if index.step not in (None, 1) or (index.start or 0) < 0 or (index.stop is not None and index.stop < 0):
             raise ValueError("The review queue takes slices of positive indexes only.")
         start, stop = index.start or 0, index.stop if index.stop is not None else self.count()
-        entries = []
-        if start < self.overdue_count:
-            entries += self.ranked(self.overdue[start : min(stop, self.overdue_count)])
-        if stop > self.overdue_count:
-            entries += self.ranked(self.recent[max(0, start - self.overdue_count) : stop - self.overdue_count])
+        entries, offset = [], 0
+        for part, size in zip(self.parts, self.part_counts, strict=True):
+            if start < offset + size and stop > offset:
+                entries += self.ranked(part[max(0, start - offset) : stop - offset])
+            offset += size
         return entries
 
     def ranked(self, scans):
@@ -93,8 +97,12 @@ class ReviewQueue:
             scan.overdue_rank = OVERDUE if scan.uploaded_at <= self.overdue_before else RECENT
         return scans
 
-    def first_id(self):
-        return self.overdue.values_list("pk", flat=True).first() or self.recent.values_list("pk", flat=True).first()
+    def first_id(self, parts=None):
+        for part in self.parts if parts is None else parts:
+            found = part.values_list("pk", flat=True).first()
+            if found is not None:
+                return found
+        return None
 
     def id_after(self, scan_id):
         """The scan after `scan_id` in review order, wrapping round to the top; the top one when
@@ -103,18 +111,17 @@ class ReviewQueue:
         if scan is None:
             return self.first_id()
         if scan.uploaded_at <= self.overdue_before or scan.prediction.outside_intended_use:
+            position = 0 if scan.uploaded_at <= self.overdue_before else 1
             later = Q(uploaded_at__gt=scan.uploaded_at) | Q(uploaded_at=scan.uploaded_at, pk__gt=scan.pk)
-            following = self.overdue.filter(later).values_list("pk", flat=True).first() or (
-                self.recent.values_list("pk", flat=True).first()
-            )
         else:
+            position = 2
             score = scan.prediction.triage_score
             later = (
                 Q(prediction__triage_score__lt=score)
                 | Q(prediction__triage_score=score, uploaded_at__gt=scan.uploaded_at)
                 | Q(prediction__triage_score=score, uploaded_at=scan.uploaded_at, pk__gt=scan.pk)
             )
-            following = self.recent.filter(later).values_list("pk", flat=True).first()
+        following = self.first_id([self.parts[position].filter(later), *self.parts[position + 1 :]])
         if following is None:
             top = self.first_id()
             following = top if top != scan.pk else None
