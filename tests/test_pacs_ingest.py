@@ -108,6 +108,16 @@ def test_patient_conflicts_are_recorded_not_guessed(orthanc):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_patient_details_that_make_no_valid_record_are_a_conflict(orthanc):
+    orthanc.store(modality_instance(seed=14, patient_id="MRN-LONG", patient_name="X" * 150 + "^" + "Y" * 100))
+
+    assert poll_pacs().outcomes == {"conflict": 1}
+
+    assert "at most 200 characters" in PacsInstance.objects.get().reason
+    assert not Patient.objects.exists() and not Scan.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_ct_and_lateral_instances_are_not_taken_for_frontal_chest_xrays(orthanc):
     orthanc.store(
         modality_instance(seed=6, modality="CT", patient_id="MRN-CT"),
@@ -223,7 +233,7 @@ def test_an_instance_the_pacs_fails_to_send_does_not_hold_up_the_others(orthanc,
 
     monkeypatch.setattr(client_class, "retrieve_instance", retrieve)
     report = poll_pacs()
-    assert report.outcomes == {"ingested": 1} and uid_of(broken) in report.error
+    assert report.outcomes == {"ingested": 1} and f"Instance {uid_of(broken)} could not be ingested" in report.error
     assert uid_of(broken) in PollState.current().last_error and PollState.current().last_success_at is None
 
     monkeypatch.setattr(client_class, "retrieve_instance", real_retrieve)

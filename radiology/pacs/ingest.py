@@ -19,7 +19,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -42,6 +42,7 @@ PACS_ACCOUNT = "pacs-dicomweb"
 UNCOMPRESSED = ("application/dicom", "1.2.840.10008.1.2.1")
 # What an unreachable or failing PACS raises; the poll stops and the next one tries again.
 PACS_ERRORS = (requests.RequestException, ConnectionError, TimeoutError)
+UNREACHABLE = (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)
 
 STUDY_UID, SERIES_UID, SOP_UID, INSTANCES_IN_SERIES = "0020000D", "0020000E", "00080018", "00201209"
 
@@ -138,11 +139,13 @@ def ingest_series(client, series, report: PollReport):
             if sop_uid and sop_uid not in known:
                 try:
                     ingest_instance(client, study_uid, series_uid, sop_uid, report)
-                except requests.HTTPError as error:
-                    # The PACS answered, with an error for this instance only: the others go on,
-                    # and this one is tried again at the next poll.
-                    report.error = f"Instance {sop_uid} could not be retrieved: {error}"
-                    log.warning("PACS poll: %s", report.error)
+                except (*UNREACHABLE, DatabaseError):
+                    raise  # the PACS or the database is gone: the poll stops here
+                except Exception as error:
+                    # This instance alone (the PACS's error answer for it, a file pydicom cannot
+                    # write): the others go on, and this one is tried again at the next poll.
+                    report.error = f"Instance {sop_uid} could not be ingested: {type(error).__name__}: {error}"
+                    log.warning("PACS poll: %s", report.error, exc_info=not isinstance(error, requests.HTTPError))
         if len(page) < PAGE_SIZE:
             return
         offset += len(page)
@@ -162,16 +165,16 @@ def ingest_instance(client, study_uid, series_uid, sop_uid, report: PollReport):
     )
     try:
         decoded = decode_upload(data)
-        not_frontal_chest = frontal_chest_xray_refusal(decoded.dicom_study)
+        skip_reason = frontal_chest_xray_refusal(decoded.dicom_study)
     except RejectedUpload as refusal:
-        decoded, not_frontal_chest = None, str(refusal)
+        decoded, skip_reason = None, str(refusal)
     try:
         with transaction.atomic():
             # The row first: a second poller's insert waits here for this transaction, then fails.
-            record.outcome = PacsInstance.Outcome.SKIPPED if not_frontal_chest else PacsInstance.Outcome.INGESTED
-            record.reason = not_frontal_chest or ""
+            record.outcome = PacsInstance.Outcome.SKIPPED if skip_reason else PacsInstance.Outcome.INGESTED
+            record.reason = skip_reason or ""
             record.save()
-            if not not_frontal_chest:
+            if not skip_reason:
                 store_scan(record, data, decoded)
     except IntegrityError:
         log.info("PACS instance %s was recorded by another poller", sop_uid)
@@ -187,8 +190,10 @@ def store_scan(record: PacsInstance, data: bytes, decoded):
         result = clinical.upload_scan(
             account, patient, f"{record.sop_instance_uid}.dcm", data, decoded, Scan.Source.PACS
         )
-    except (PatientConflict, RejectedUpload) as conflict:
-        record.outcome, record.reason = PacsInstance.Outcome.CONFLICT, str(conflict)
+    except (PatientConflict, RejectedUpload, ValidationError) as conflict:
+        # ValidationError: the instance's patient details cannot make a valid patient record.
+        reason = " ".join(conflict.messages) if isinstance(conflict, ValidationError) else str(conflict)
+        record.outcome, record.reason = PacsInstance.Outcome.CONFLICT, reason
         record.save(update_fields=["outcome", "reason"])
         audit(
             account,
