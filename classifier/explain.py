@@ -61,18 +61,32 @@ def overlay_png(pixels, heatmap, alpha=0.45):
 
     `alpha` is the heatmap's opacity where it is hottest; cold regions stay plain grey.
     """
-    return _encode_png(overlay_rgb(pixels, heatmap, alpha))
+    gray = _overlay_base(pixels)
+    height, width = gray.shape
+    rgb, heat = _colour(heatmap, width, height)
+    return _encode_png(_blend(gray, rgb, alpha * heat))
 
 
-def overlay_rgb(pixels, heatmap, alpha=0.45):
-    """overlay_png's picture as a (height, width, 3) uint8 array (the PACS's secondary capture)."""
+def overlay_rgba(pixels, rgba, alpha=0.45):
+    """The scan with a stored heatmap PNG's pixels (RGBA, as heatmap_png wrote them) laid over it,
+    as the review page shows them: (height, width, 3) uint8 (the PACS's secondary capture)."""
+    gray = _overlay_base(pixels)
+    height, width = gray.shape
+    rgba = cv2.resize(np.asarray(rgba, dtype=np.uint8), (width, height), interpolation=cv2.INTER_LINEAR)
+    return _blend(gray, rgba[:, :, :3].astype(np.float32), alpha * rgba[:, :, 3].astype(np.float32) / 255.0)
+
+
+def _overlay_base(pixels):
+    """The scan in grey, drawn at most MAX_OVERLAY_SIDE pixels a side."""
     gray = stretch_to_uint8(to_grayscale(pixels))
     height, width = gray.shape
     scale = min(1.0, MAX_OVERLAY_SIDE / max(height, width))
     if scale < 1.0:
-        width, height = round(width * scale), round(height * scale)
-        gray = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
-    rgb, heat = _colour(heatmap, width, height)
-    weight = (alpha * heat)[:, :, None]
+        gray = cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    return gray
+
+
+def _blend(gray, rgb, weight):
+    weight = weight[:, :, None]
     blended = (1.0 - weight) * gray[:, :, None].astype(np.float32) + weight * rgb
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)

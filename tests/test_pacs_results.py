@@ -234,3 +234,22 @@ def test_the_validator_finds_errors_in_a_broken_object(pacs_scan, tmp_path):
         "VerificationFlag" in line or "Verification Flag" in line
         for line in dciodvfy_errors(as_bytes(report), tmp_path)
     )
+
+
+def test_the_overlay_lays_the_stored_heatmap_over_the_scan_as_the_review_page_does():
+    import numpy as np
+
+    from classifier.explain import overlay_rgba
+
+    scan = np.tile(np.linspace(0, 255, 64, dtype=np.float32), (64, 1))
+    heatmap = np.zeros((8, 8, 4), np.uint8)
+    heatmap[:, :4] = (255, 0, 0, 255)  # left half: red, opaque; right half: transparent
+
+    picture = overlay_rgba(scan, heatmap)
+
+    assert picture.shape == (64, 64, 3)
+    right = picture[:, 40:]
+    assert (right[:, :, 0] == right[:, :, 1]).all() and (right[:, :, 1] == right[:, :, 2]).all()  # plain grey
+    left = picture[:, :16].astype(int)
+    assert (left[:, :, 0] > left[:, :, 1]).all()  # red laid over it, at most 45 % opaque
+    assert (left[:, :, 1] >= np.rint(0.55 * scan[:, :16]).astype(int) - 1).all()

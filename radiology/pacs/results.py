@@ -22,7 +22,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from classifier.explain import overlay_rgb
+from classifier.explain import overlay_rgba
 from classifier.intended_use import describe
 from radiology.ingest import decode_upload
 from radiology.models import Label
@@ -143,9 +143,8 @@ def overlay(item) -> Dataset:
     prediction = item.prediction
     source, data = source_image(item.scan, with_pixels=True)
     with prediction.heatmap.open("rb") as stored:
-        # The stored heatmap is RGBA with its opacity growing with the heat: the alpha is the heat.
-        heat = np.asarray(Image.open(stored).convert("RGBA"))[:, :, 3].astype(np.float32) / 255.0
-    picture = overlay_rgb(decode_upload(data).pixels, heat)
+        heatmap = np.asarray(Image.open(stored).convert("RGBA"))  # the doctors' heatmap, as stored
+    picture = overlay_rgba(decode_upload(data).pixels, heatmap)
     image = hd.sc.SCImage.from_ref_dataset(
         source,
         pixel_array=picture,
