@@ -249,3 +249,20 @@ def test_a_known_series_is_not_listed_again(orthanc, monkeypatch):
     monkeypatch.setattr(ingest, "ingest_series", lambda client, series, report: listed.append(series))
     poll_pacs()
     assert listed == []  # Orthanc says how many instances the series holds: all known
+
+
+@pytest.mark.django_db(transaction=True)
+def test_poll_study_days_limits_the_walk_to_recent_study_dates(orthanc, settings):
+    from django.utils import timezone
+
+    settings.PACS_POLL_STUDY_DAYS = 3
+    today = timezone.localdate()
+    orthanc.store(
+        modality_instance(seed=50, patient_id="MRN-RECENT", study_date=f"{today:%Y%m%d}"),
+        modality_instance(seed=51, patient_id="MRN-OLD", study_date="20190101"),
+    )
+    assert poll_pacs().outcomes == {"ingested": 1}
+    assert list(Scan.objects.values_list("patient__mrn", flat=True)) == ["MRN-RECENT"]
+
+    settings.PACS_POLL_STUDY_DAYS = 0  # the whole archive
+    assert poll_pacs().outcomes == {"ingested": 1}

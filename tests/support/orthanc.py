@@ -116,6 +116,7 @@ def modality_instance(
     view_position="PA",
     study_uid=None,
     series_uid=None,
+    study_date="20261201",
 ) -> bytes:
     """An instance as a modality sends it to the PACS: a chest X-ray (CR by default) in its study and series."""
     import io
@@ -139,7 +140,7 @@ def modality_instance(
     dataset.Modality = modality
     dataset.StudyInstanceUID = study_uid or generate_uid()
     dataset.SeriesInstanceUID = series_uid or generate_uid()
-    dataset.StudyDate = dataset.SeriesDate = "20261201"
+    dataset.StudyDate = dataset.SeriesDate = study_date
     dataset.StudyTime = "101500"
     dataset.AccessionNumber = f"ACC{seed:05d}"
     dataset.StudyID = "1"
