@@ -73,20 +73,29 @@ def calibrate_model(data_dir, rule=DEFAULT_RULE, base=None, site=None, log=None)
     """
     from classifier.data import summarize
     from classifier.evaluate import score_folder
-    from classifier.metrics import binary_metrics
 
     base = base or ModelVersion.active()
     if base is None:
         raise ValueError("no model version is active; name the one to calibrate")
     images, labels, scores = score_folder(get_predictor(base), data_dir, log)
+    site = site or Path(data_dir).resolve().name
+    return record_calibrated_version(
+        base, labels, scores, rule, site, {"data_dir": str(data_dir), "data": summarize(images)}
+    )
+
+
+def record_calibrated_version(base, labels, scores, rule, site, source):
+    """The new, inactive ModelVersion of `base`'s files with the threshold `rule` picks on this
+    labeled sample (`scores` on base's probability scale) and the sample's metrics; `source` says
+    where the sample came from (a folder, or the doctors' reviews)."""
+    from classifier.metrics import binary_metrics
+
     threshold = choose_threshold(labels, scores, rule)
     metrics = binary_metrics(labels, scores, threshold)
-    site = site or Path(data_dir).resolve().name
     calibration = {
         "base_version": base.version,
         "site": site,
-        "data_dir": str(data_dir),
-        "data": summarize(images),
+        **source,
         "rule": rule,
         "threshold": threshold,
         "metrics": metrics,

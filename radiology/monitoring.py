@@ -5,6 +5,8 @@
   and a "too few reviews" state below MIN_REVIEWS.
 - `outside_intended_use`: of the scans predicted in the period, how many were outside the model's
   intended use (classifier.intended_use): count, share with its interval, by reason, by week.
+- `threshold_suggestion`: the threshold the site's rule would choose from the doctors' labels, once
+  the active version has enough within-use reviews (recorded by actions.registry).
 """
 
 import datetime
@@ -15,10 +17,12 @@ from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
 from classifier.intended_use import REASON_TEXT
+from classifier.metrics import binary_metrics
 from classifier.models import ModelVersion
 from classifier.statistics import wilson_interval
+from classifier.threshold import DEFAULT_RULE, choose_threshold
 from radiology.dashboard import start_of_day
-from radiology.models import Prediction
+from radiology.models import Prediction, ReviewOutcome
 
 MIN_REVIEWS = 30  # below this, the page and the API say the figures are too few to judge by
 Z_95 = 1.959963984540054
@@ -107,4 +111,50 @@ def outside_intended_use(model_version=None, start=None, end=None):
             }
             for week in weeks
         ],
+    }
+
+
+# --- the threshold the doctors' labels would choose ---------------------------------------
+
+MIN_REVIEWS_FOR_THRESHOLD = 100
+
+
+def reviewed_sample(version):
+    """(labels 0/1, probabilities) of the version's reviewed scans within intended use."""
+    pairs = list(
+        ReviewOutcome.objects.filter(model_version=version, within_intended_use=True)
+        .order_by("pk")
+        .values_list("actual_positive", "probability")
+    )
+    return [int(actual) for actual, _ in pairs], [probability for _, probability in pairs]
+
+
+def threshold_rule_of(version):
+    return version.metadata.get("threshold_rule") or DEFAULT_RULE
+
+
+def threshold_suggestion(version):
+    """What the site's threshold rule would choose from the doctors' final labels of `version`'s
+    within-use reviewed scans, with the metrics at it and at the version's own threshold; only from
+    MIN_REVIEWS_FOR_THRESHOLD reviews and both classes (`available` False otherwise)."""
+    if version is None:
+        return None
+    labels, scores = reviewed_sample(version)
+    rule = threshold_rule_of(version)
+    suggestion = {
+        "version": version.version,
+        "version_id": version.pk,
+        "n": len(labels),
+        "needed": MIN_REVIEWS_FOR_THRESHOLD,
+        "rule": rule,
+    }
+    if len(labels) < MIN_REVIEWS_FOR_THRESHOLD or len(set(labels)) < 2:
+        return {**suggestion, "available": False}
+    threshold = choose_threshold(labels, scores, rule)
+    return {
+        **suggestion,
+        "available": True,
+        "threshold": threshold,
+        "metrics": binary_metrics(labels, scores, threshold),
+        "current": binary_metrics(labels, scores, version.threshold),
     }

@@ -97,3 +97,36 @@ def promote_challenger(actor, version, confirmed):
             after={"active": version.version, "challenger": None, "comparison": summary(comparison)},
         )
     return comparison
+
+
+def record_threshold_from_reviews(actor, version):
+    """An admin records the threshold the doctors' labels choose (radiology.monitoring) as a new,
+    inactive calibrated version of `version`: the same code path as `calibrate_model`, audited."""
+    from classifier.registry import record_calibrated_version
+    from radiology.monitoring import MIN_REVIEWS_FOR_THRESHOLD, reviewed_sample, threshold_rule_of
+
+    labels, scores = reviewed_sample(version)
+    if len(labels) < MIN_REVIEWS_FOR_THRESHOLD:
+        raise ValidationError(
+            f"Model {version.version} has {len(labels)} reviewed scans within intended use; "
+            f"a threshold needs at least {MIN_REVIEWS_FOR_THRESHOLD}."
+        )
+    source = {
+        "source": "doctors' final labels of reviewed scans within intended use",
+        "data": {"images": len(labels), "pneumonia": sum(labels), "normal": len(labels) - sum(labels)},
+    }
+    try:
+        with transaction.atomic():
+            calibrated = record_calibrated_version(
+                version, labels, scores, threshold_rule_of(version), "reviews", source
+            )
+            audit(
+                actor,
+                "model_version.calibrated",
+                calibrated,
+                before={"version": version.version, "threshold": version.threshold},
+                after={"version": calibrated.version, "threshold": calibrated.threshold, "reviews": len(labels)},
+            )
+    except ValueError as error:  # one class only: no threshold to choose
+        raise ValidationError(str(error)) from None
+    return calibrated

@@ -13,6 +13,7 @@ from radiology import comparison as comparison_of_models
 from radiology import dashboard
 from radiology.actions import pipeline, registry
 from radiology.models import Scan
+from radiology.monitoring import threshold_suggestion
 from radiology.permissions import require
 from radiology.private_files import private
 from radiology.web.forms import DashboardFilterForm
@@ -75,6 +76,7 @@ def dashboard_page(request):
             "comparison": comparison,
             "query": request.GET.urlencode(),
             "flagged": metrics["outside_intended_use"],
+            "suggestion": threshold_suggestion(ModelVersion.active()),
             "flagged_reasons": [
                 {"code": code, "text": REASON_TEXT[code], "count": count}
                 for code, count in metrics["outside_intended_use"]["by_reason"].items()
@@ -135,6 +137,24 @@ def requeue(request, pk):
 def model_versions(request):
     versions = ModelVersion.objects.select_related("parent").order_by("-created_at", "-pk")
     return render(request, "radiology/model_versions.html", {"page": page_of(request, versions)})
+
+
+@require("activate_model_versions")
+@require_POST
+def record_threshold_from_reviews(request, pk):
+    """The dashboard's suggested threshold recorded as a new, inactive calibrated version (audited)."""
+    version = get_object_or_404(ModelVersion, pk=pk)
+    try:
+        calibrated = registry.record_threshold_from_reviews(request.user, version)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("dashboard")
+    messages.success(
+        request,
+        f"Recorded {calibrated.version} (threshold {calibrated.threshold:.4f}, from the doctors' labels); "
+        "activate it here when you are ready.",
+    )
+    return redirect("model_versions")
 
 
 @require("activate_model_versions")

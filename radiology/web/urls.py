@@ -35,6 +35,11 @@ urlpatterns = [
     path("patients/<int:pk>/history/", review_views.patient_history, name="patient_history"),
     # Admin
     path("dashboard/", admin_views.dashboard_page, name="dashboard"),
+    path(
+        "model-versions/<int:pk>/threshold-from-reviews/",
+        admin_views.record_threshold_from_reviews,
+        name="record_threshold_from_reviews",
+    ),
     path("audit/", audit_views.audit_trail, name="audit_trail"),
     path("audit/events.csv", audit_views.audit_trail_csv, name="audit_trail_csv"),
     path("dashboard/roc.png", admin_views.dashboard_roc_png, name="dashboard_roc_png"),
