@@ -18,8 +18,20 @@ NOT_HASHED = {"id", "hash"}
 
 
 def json_value(value):
-    """A value as it will read back from a JSON column (tuples become lists, dates strings...)."""
-    return None if value is None else json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+    """A value as it will read back from a JSON column (tuples become lists, dates strings...).
+    NUL characters are dropped: PostgreSQL's jsonb cannot hold them (a query parameter's name
+    may carry one, and the event must still be written)."""
+    return None if value is None else without_nul(json.loads(json.dumps(value, cls=DjangoJSONEncoder)))
+
+
+def without_nul(value):
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    return value
 
 
 def canonical(value):

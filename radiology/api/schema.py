@@ -11,7 +11,10 @@ ERROR_DESCRIPTIONS = {
     "404": "Not found.",
     "429": "Rate limit exceeded: retry after the `Retry-After` header's seconds.",
 }
-BODY_ERROR_DESCRIPTIONS = {"413": "The request body is larger than the server accepts."}
+BODY_ERROR_DESCRIPTIONS = {
+    "413": "The request body is larger than the server accepts.",
+    "415": "The request body's content type is not one this operation takes.",
+}
 
 
 class ErrorDocumentingAutoSchema(AutoSchema):

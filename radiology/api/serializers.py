@@ -1,6 +1,7 @@
 """API representations. Input serializers validate shapes and types; the rules live in radiology.actions."""
 
 from django.contrib.auth import get_user_model
+from django.db import models
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -35,6 +36,24 @@ class RoleFieldsMixin:
         return data
 
 
+class StrictCharField(serializers.CharField):
+    """A string field that takes only strings: the schema says `string`, so a JSON number or
+    boolean is refused (DRF's CharField would turn 0 into "0")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
+
+
 # --- errors ---------------------------------------------------------------------------------------
 
 
@@ -56,7 +75,7 @@ class ErrorSerializer(serializers.Serializer):
 # --- patients -------------------------------------------------------------------------------------
 
 
-class PatientSerializer(serializers.ModelSerializer):
+class PatientSerializer(StrictModelSerializer):
     class Meta:
         model = Patient
         fields = ["id", "mrn", "name", "birth_date", "sex", "created_at"]
@@ -64,7 +83,7 @@ class PatientSerializer(serializers.ModelSerializer):
 
 
 class PatientSearchSerializer(serializers.Serializer):
-    query = serializers.CharField(max_length=200, help_text="Part of the name or MRN.")
+    query = StrictCharField(max_length=200, help_text="Part of the name or MRN.")
 
 
 class PatientSummarySerializer(serializers.ModelSerializer):
@@ -188,7 +207,7 @@ class ScanUploadSerializer(serializers.Serializer):
         required=False,
         help_text="The patient's id. Optional for a DICOM file, or with `mrn`: as on the upload page.",
     )
-    mrn = serializers.CharField(required=False, max_length=64, help_text="The patient's MRN, instead of `patient`.")
+    mrn = StrictCharField(required=False, max_length=64, help_text="The patient's MRN, instead of `patient`.")
     image = serializers.FileField(help_text="A PNG, JPEG or DICOM file; its content decides the format, not its name.")
 
 
@@ -236,7 +255,7 @@ class ReviewCreateSerializer(serializers.Serializer):
         required=False,
         help_text="Optional: the label this decision gives; refused if it is not what the decision implies.",
     )
-    note = serializers.CharField(required=False, allow_blank=True, max_length=5000, help_text="Required to override.")
+    note = StrictCharField(required=False, allow_blank=True, max_length=5000, help_text="Required to override.")
     supersedes = serializers.PrimaryKeyRelatedField(
         queryset=Review.objects.all(),
         required=False,
@@ -439,8 +458,8 @@ class TokenNameSerializer(serializers.Serializer):
 
 
 class CredentialsSerializer(TokenNameSerializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+    username = StrictCharField(max_length=150)
+    password = StrictCharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
 
 
 class TokenSummarySerializer(serializers.ModelSerializer):

@@ -31,8 +31,17 @@ SEE_SCANS = ("view_scan_status", "review_scans", "view_patient_history")
 
 
 def query(serializer_class, request):
-    """The validated query parameters (400 naming the parameter otherwise)."""
+    """The validated query parameters (400 naming the parameter otherwise). A parameter given
+    empty or more than once is refused, as the schema says: DRF would skip an empty one."""
     params = serializer_class(data=request.query_params)
+    malformed = {
+        name: ["Give one non-empty value, or leave the parameter out."]
+        for name in params.fields
+        if name in request.query_params
+        and (request.query_params.get(name) == "" or len(request.query_params.getlist(name)) > 1)
+    }
+    if malformed:
+        raise ValidationError(malformed)
     params.is_valid(raise_exception=True)
     return params.validated_data
 
