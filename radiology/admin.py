@@ -29,7 +29,11 @@ def is_protected_from(actor, user):
 class PasswordlessAccountForm(forms.ModelForm):
     """A new account as the admin role creates it: no password until the user chooses one from the link."""
 
-    email = forms.EmailField(help_text="The link to choose a password is sent here.")
+    email = forms.EmailField(
+        required=False,
+        help_text="The link to choose a password is sent here. Leave it empty for a service account "
+        "(integration group): it signs in with tokens only.",
+    )
 
     class Meta:
         model = get_user_model()
@@ -82,7 +86,7 @@ class RoleSafeUserAdmin(UserAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        if not change and not request.user.is_superuser:
+        if not change and not request.user.is_superuser and obj.email:
             accounts.send_password_reset_link(request.user, obj, request)
 
     @admin.action(description="Send a link to choose a new password", permissions=["change"])

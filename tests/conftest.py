@@ -46,8 +46,8 @@ def admin_user(db):
 
 @pytest.fixture
 def integration_account(db):
-    """A service account (PACS bridge, script): API only."""
-    return UserFactory(username="pacs-bridge", role="integration")
+    """A service account (PACS bridge, script): API only, tokens only (no password)."""
+    return UserFactory(username="pacs-bridge", role="integration", password=None)
 
 
 @pytest.fixture

@@ -185,6 +185,20 @@ def test_a_person_in_the_integration_group_is_still_a_person(admin_user, doctor)
 
 
 @pytest.mark.django_db
+def test_a_person_moved_into_the_integration_group_gets_no_token_from_others(
+    admin_role_client, admin_user, radiographer
+):
+    integration = Group.objects.get(name="integration")
+    admin_role_client.post(f"{USERS}{radiographer.pk}/change/", change_form(radiographer, groups=[integration.pk]))
+    assert list(radiographer.groups.values_list("name", flat=True)) == ["integration"]
+
+    response = token_client(admin_user).post("/api/v1/tokens/", {"user": radiographer.pk})
+
+    assert response.status_code == 403  # the account still has its person's password
+    assert not ApiToken.objects.filter(user=radiographer).exists()
+
+
+@pytest.mark.django_db
 def test_the_admin_role_issues_tokens_for_itself_and_for_integration_accounts(admin_user, integration_account):
     admin = token_client(admin_user)
 
@@ -211,3 +225,17 @@ def test_a_persons_own_token_survives_a_change_of_role(doctor):
     doctor.groups.add(Group.objects.get(name="radiographer"))
 
     assert client.get("/api/v1/patients/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_admin_role_creates_a_service_account_and_gives_it_a_token(admin_role_client, admin_user):
+    admin_role_client.post(f"{USERS}add/", {"username": "pacs", "email": ""})
+    account = get_user_model().objects.get(username="pacs")
+    admin_role_client.post(
+        f"{USERS}{account.pk}/change/", change_form(account, groups=[Group.objects.get(name="integration").pk])
+    )
+
+    response = token_client(admin_user).post("/api/v1/tokens/", {"user": account.pk, "name": "bridge"})
+
+    assert mail.outbox == [] and not account.has_usable_password()
+    assert response.status_code == 201
