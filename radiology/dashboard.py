@@ -218,7 +218,7 @@ def dashboard_metrics(model_version=None, start=None, end=None) -> dict:
     rebuild_review_outcomes (a repair, no new review) could leave behind. The flagged counts follow
     the predictions, not the reviews: they are cached under the latest prediction's id the same way.
     """
-    from radiology.monitoring import outside_intended_use, with_intervals
+    from radiology.monitoring import outside_intended_use, reliability_of, with_intervals
 
     name = model_version.version if isinstance(model_version, ModelVersion) else model_version
     latest_review = Review.objects.aggregate(latest=Max("pk"))["latest"]
@@ -227,7 +227,8 @@ def dashboard_metrics(model_version=None, start=None, end=None) -> dict:
     )
     cached = cache.get(key)
     if cached is None:
-        cached = metrics_of(outcome_rows(model_version, start, end).filter(within_intended_use=True))
+        within = outcome_rows(model_version, start, end).filter(within_intended_use=True)
+        cached = {**metrics_of(within), "reliability": reliability_of(within)}
         cache.set(key, cached, CACHE_SECONDS)
     latest_prediction = Prediction.objects.aggregate(latest=Max("pk"))["latest"]
     flagged_key = f"{key}:flagged:{latest_prediction}"

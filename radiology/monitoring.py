@@ -5,6 +5,7 @@
   and a "too few reviews" state below MIN_REVIEWS.
 - `outside_intended_use`: of the scans predicted in the period, how many were outside the model's
   intended use (classifier.intended_use): count, share with its interval, by reason, by week.
+- `reliability_of`: predicted probability bins against the doctors' final labels.
 - `threshold_suggestion`: the threshold the site's rule would choose from the doctors' labels, once
   the active version has enough within-use reviews (recorded by actions.registry).
 """
@@ -12,8 +13,8 @@
 import datetime
 import math
 
-from django.db.models import Count, Q
-from django.db.models.functions import TruncWeek
+from django.db.models import Avg, Count, F, IntegerField, Q, Value
+from django.db.models.functions import Cast, Floor, Least, TruncWeek
 from django.utils import timezone
 
 from classifier.intended_use import REASON_TEXT
@@ -158,3 +159,45 @@ def threshold_suggestion(version):
         "metrics": binary_metrics(labels, scores, threshold),
         "current": binary_metrics(labels, scores, version.threshold),
     }
+
+
+# --- reliability from the doctors' labels -------------------------------------------------
+
+RELIABILITY_BINS = 10
+
+
+def reliability_of(rows):
+    """The reliability view of ReviewOutcome rows: per equal-width probability bin, the count, the
+    mean predicted probability and the share the doctors labeled pneumonia; and their ECE. One
+    grouped query (the same bins as classifier.calibration)."""
+    grouped = {
+        row["bin"]: row
+        for row in rows.annotate(
+            bin=Cast(
+                Least(Floor(F("probability") * float(RELIABILITY_BINS)), Value(RELIABILITY_BINS - 1.0)),
+                IntegerField(),
+            )
+        )
+        .order_by()
+        .values("bin")
+        .annotate(
+            n=Count("pk"), mean_probability=Avg("probability"), pneumonia=Count("pk", filter=Q(actual_positive=True))
+        )
+    }
+    total = sum(row["n"] for row in grouped.values())
+    bins, error = [], 0.0
+    for b in range(RELIABILITY_BINS):
+        row = grouped.get(b)
+        observed = row["pneumonia"] / row["n"] if row else None
+        if row:
+            error += row["n"] / total * abs(observed - row["mean_probability"])
+        bins.append(
+            {
+                "low": b / RELIABILITY_BINS,
+                "high": (b + 1) / RELIABILITY_BINS,
+                "n": row["n"] if row else 0,
+                "mean_probability": row["mean_probability"] if row else None,
+                "observed": observed,
+            }
+        )
+    return {"bins": bins, "ece": error if total else None}

@@ -88,3 +88,17 @@ def test_a_new_prediction_outside_intended_use_is_counted_at_once(with_flagged):
     before = dashboard_metrics(model_version="v1")["outside_intended_use"]["flagged"]
     PredictionFactory(model_version=v1, intended_use={"within": False, "reasons": ["view"], "score": None})
     assert dashboard_metrics(model_version="v1")["outside_intended_use"]["flagged"] == before + 1
+
+
+def test_the_reliability_view_from_reviews_against_hand_computed_values(admin_role_client, admin_user, with_flagged):
+    reliability = dashboard_metrics(model_version="v1")["reliability"]
+    # v1's within-use reviews: 0.9 pneumonia, 0.8 normal (corrected), 0.6 pneumonia, 0.3 pneumonia,
+    # 0.2 normal, 0.1 normal; one per bin. The flagged ones (0.9 and 0.2) are left out.
+    counts = [row["n"] for row in reliability["bins"]]
+    assert counts == [0, 1, 1, 1, 0, 0, 1, 0, 1, 1]
+    assert reliability["bins"][8] == {"low": 0.8, "high": 0.9, "n": 1, "mean_probability": 0.8, "observed": 0.0}
+    assert reliability["ece"] == pytest.approx((0.1 + 0.8 + 0.4 + 0.7 + 0.2 + 0.1) / 6)
+    page = admin_role_client.get(reverse("dashboard"), {"model_version": "v1"}).content.decode()
+    assert '<span id="reliability-ece">0.383</span>' in page
+    body = token_client(admin_user).get("/api/v1/metrics/", {"model_version": "v1"}).json()
+    assert body["reliability"]["ece"] == pytest.approx(2.3 / 6)

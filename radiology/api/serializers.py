@@ -340,6 +340,19 @@ class OutsideIntendedUseSerializer(serializers.Serializer):
     by_week = FlaggedWeekSerializer(many=True)
 
 
+class ReliabilityBinSerializer(serializers.Serializer):
+    low = serializers.FloatField()
+    high = serializers.FloatField()
+    n = serializers.IntegerField()
+    mean_probability = serializers.FloatField(allow_null=True)
+    observed = serializers.FloatField(allow_null=True, help_text="Share the doctors labeled pneumonia.")
+
+
+class ReliabilitySerializer(serializers.Serializer):
+    bins = ReliabilityBinSerializer(many=True)
+    ece = serializers.FloatField(allow_null=True, help_text="Expected calibration error over the 10 bins.")
+
+
 class MetricsSerializer(serializers.Serializer):
     n = serializers.IntegerField(help_text="Reviewed scans counted (within the model's intended use only).")
     accuracy = serializers.FloatField(allow_null=True)
@@ -365,6 +378,9 @@ class MetricsSerializer(serializers.Serializer):
     too_few_reviews = serializers.BooleanField(help_text="Fewer than min_reviews reviewed scans: too few to judge by.")
     min_reviews = serializers.IntegerField()
     outside_intended_use = OutsideIntendedUseSerializer(help_text="Scans outside intended use, counted apart.")
+    reliability = ReliabilitySerializer(
+        help_text="Predicted probability (10 bins) against the doctors' final labels, within intended use."
+    )
 
 
 # --- model versions -------------------------------------------------------------------------------
