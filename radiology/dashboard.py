@@ -216,9 +216,10 @@ def dashboard_metrics(model_version=None, start=None, end=None) -> dict:
     Review row in the transaction that updates ReviewOutcome, so a new review means a new key and a
     full recomputation; a cached figure is one computed from the same reviews. The TTL bounds what
     rebuild_review_outcomes (a repair, no new review) could leave behind. The flagged counts follow
-    the predictions, not the reviews: they are cached under the latest prediction's id the same way.
+    the predictions, not the reviews: they are cached under the latest prediction's id the same way,
+    with the drift of one chosen version's predictions against its validation reference.
     """
-    from radiology.monitoring import outside_intended_use, reliability_of, with_intervals
+    from radiology.monitoring import drift, outside_intended_use, reliability_of, with_intervals
 
     name = model_version.version if isinstance(model_version, ModelVersion) else model_version
     latest_review = Review.objects.aggregate(latest=Max("pk"))["latest"]
@@ -234,10 +235,14 @@ def dashboard_metrics(model_version=None, start=None, end=None) -> dict:
     flagged_key = f"{key}:flagged:{latest_prediction}"
     flagged = cache.get(flagged_key)
     if flagged is None:
-        flagged = outside_intended_use(model_version, start, end)
+        version = ModelVersion.objects.filter(version=name).first() if name else None
+        flagged = {
+            "outside_intended_use": outside_intended_use(model_version, start, end),
+            "drift": drift(version, start, end) if version else None,
+        }
         cache.set(flagged_key, flagged, CACHE_SECONDS)
     metrics = with_intervals(dict(cached))
-    metrics["outside_intended_use"] = flagged
+    metrics.update(flagged)
     return metrics
 
 

@@ -6,6 +6,8 @@
 - `outside_intended_use`: of the scans predicted in the period, how many were outside the model's
   intended use (classifier.intended_use): count, share with its interval, by reason, by week.
 - `reliability_of`: predicted probability bins against the doctors' final labels.
+- `drift`: per week, the population stability index of the probabilities and image scores against
+  the validation reference, with its band (stable, watch from 0.1, drift from 0.25).
 - `threshold_suggestion`: the threshold the site's rule would choose from the doctors' labels, once
   the active version has enough within-use reviews (recorded by actions.registry).
 """
@@ -13,7 +15,8 @@
 import datetime
 import math
 
-from django.db.models import Avg, Count, F, IntegerField, Q, Value
+from django.db.models import Avg, Case, Count, F, FloatField, IntegerField, Q, Value, When
+from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Floor, Least, TruncWeek
 from django.utils import timezone
 
@@ -201,3 +204,92 @@ def reliability_of(rows):
             }
         )
     return {"bins": bins, "ece": error if total else None}
+
+
+# --- drift against the validation reference -----------------------------------------------
+
+PSI_WATCH, PSI_DRIFT = 0.1, 0.25  # the usual population stability index bands
+MIN_WEEK_SCANS = 30  # fewer scans in a week: its PSI is noise, shown as "too few"
+PSI_FLOOR = 1e-4  # an empty bin counts as this share, so the logarithm stays finite
+DRIFTING = {
+    "probability": F("probability"),
+    "image_score": Cast(KT("intended_use__score"), FloatField()),
+}
+
+
+def reference_of(version):
+    """The version's `monitoring_reference` (decile bins of the validation split's probabilities and
+    image scores; classifier fit_monitoring_reference), from its record or else its artifact."""
+    from classifier.artifact import ArtifactError, read_metadata
+
+    if version.metadata.get("monitoring_reference"):
+        return version.metadata["monitoring_reference"]
+    try:
+        return read_metadata(version.resolved_artifact_path()).get("monitoring_reference")
+    except (ArtifactError, OSError):
+        return None
+
+
+def population_stability_index(counts, expected_shares):
+    """PSI = sum over bins of (actual - expected) * ln(actual / expected), shares floored at PSI_FLOOR."""
+    total = sum(counts)
+    if not total:
+        return None
+    index = 0.0
+    for count, expected in zip(counts, expected_shares, strict=True):
+        actual, expected = max(count / total, PSI_FLOOR), max(expected, PSI_FLOOR)
+        index += (actual - expected) * math.log(actual / expected)
+    return index
+
+
+def band(index, n):
+    if index is None or n < MIN_WEEK_SCANS:
+        return "too few"
+    return "stable" if index < PSI_WATCH else "watch" if index < PSI_DRIFT else "drift"
+
+
+def weekly_bin_counts(rows, expression, edges):
+    """{week: [count per reference bin]} in one grouped query (bin i: edges[i-1] <= value < edges[i])."""
+    bins = Case(
+        *[When(value__lt=edge, then=Value(i)) for i, edge in enumerate(edges)],
+        default=Value(len(edges)),
+        output_field=IntegerField(),
+    )
+    grouped = (
+        rows.annotate(week=TruncWeek("scan__uploaded_at"), value=expression)
+        .filter(value__isnull=False)
+        .annotate(bin=bins)
+        .order_by()
+        .values("week", "bin")
+        .annotate(n=Count("pk"))
+    )
+    weeks = {}
+    for row in grouped:
+        weeks.setdefault(row["week"], [0] * (len(edges) + 1))[row["bin"]] += row["n"]
+    return weeks
+
+
+def drift(version, start=None, end=None):
+    """Per week, the PSI of the version's probabilities and image scores against its reference, with
+    its band; None when the version has no reference."""
+    reference = reference_of(version)
+    if not reference:
+        return None
+    rows = predictions_in(version, start, end)
+    weeks = {}
+    for name, expression in DRIFTING.items():
+        if name not in reference:
+            continue
+        for week, counts in weekly_bin_counts(rows, expression, reference[name]["edges"]).items():
+            index = population_stability_index(counts, reference[name]["shares"])
+            entry = weeks.setdefault(week, {"week_start": timezone.localtime(week).date().isoformat()})
+            entry[f"{name}_n"] = sum(counts)
+            entry[f"{name}_psi"] = index
+            entry[f"{name}_band"] = band(index, sum(counts))
+    return {
+        "reference": reference.get("data"),
+        "watch_from": PSI_WATCH,
+        "drift_from": PSI_DRIFT,
+        "min_scans": MIN_WEEK_SCANS,
+        "by_week": [weeks[week] for week in sorted(weeks)],
+    }

@@ -353,6 +353,24 @@ class ReliabilitySerializer(serializers.Serializer):
     ece = serializers.FloatField(allow_null=True, help_text="Expected calibration error over the 10 bins.")
 
 
+class DriftWeekSerializer(serializers.Serializer):
+    week_start = serializers.DateField()
+    probability_n = serializers.IntegerField(required=False)
+    probability_psi = serializers.FloatField(required=False, allow_null=True)
+    probability_band = serializers.ChoiceField(["stable", "watch", "drift", "too few"], required=False)
+    image_score_n = serializers.IntegerField(required=False)
+    image_score_psi = serializers.FloatField(required=False, allow_null=True)
+    image_score_band = serializers.ChoiceField(["stable", "watch", "drift", "too few"], required=False)
+
+
+class DriftSerializer(serializers.Serializer):
+    reference = serializers.CharField(allow_null=True, help_text="The reference sample (the validation split).")
+    watch_from = serializers.FloatField()
+    drift_from = serializers.FloatField()
+    min_scans = serializers.IntegerField(help_text="Fewer scans in a week: band 'too few'.")
+    by_week = DriftWeekSerializer(many=True)
+
+
 class MetricsSerializer(serializers.Serializer):
     n = serializers.IntegerField(help_text="Reviewed scans counted (within the model's intended use only).")
     accuracy = serializers.FloatField(allow_null=True)
@@ -378,6 +396,11 @@ class MetricsSerializer(serializers.Serializer):
     too_few_reviews = serializers.BooleanField(help_text="Fewer than min_reviews reviewed scans: too few to judge by.")
     min_reviews = serializers.IntegerField()
     outside_intended_use = OutsideIntendedUseSerializer(help_text="Scans outside intended use, counted apart.")
+    drift = DriftSerializer(
+        allow_null=True,
+        help_text="With ?model_version=: weekly population stability index of its probabilities and image "
+        "scores against its validation reference; null without a version or a reference.",
+    )
     reliability = ReliabilitySerializer(
         help_text="Predicted probability (10 bins) against the doctors' final labels, within intended use."
     )
