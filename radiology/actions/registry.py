@@ -130,3 +130,40 @@ def record_threshold_from_reviews(actor, version):
     except ValueError as error:  # one class only: no threshold to choose
         raise ValidationError(str(error)) from None
     return calibrated
+
+
+def record_population(actor, base, min_age_years, max_age_years, reason):
+    """A site declares another patient population for `base` (e.g. wider ages after its own validation):
+    a new, inactive version with the same files and that population, audited; an admin activates it.
+    The intended-use check reads the population of the version in force."""
+    from classifier.models import ModelVersion
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("Say why the population changes (the site's own validation).")
+    if not 0 <= min_age_years <= max_age_years:
+        raise ValidationError("The minimum age must be at least 0 and at most the maximum.")
+    intended_use = base.metadata.get("intended_use") or {}
+    population = {"min_age_years": min_age_years, "max_age_years": max_age_years, "source": reason}
+    root = base.version.split("-ages-")[0]
+    name, number = f"{root}-ages-{min_age_years}-{max_age_years}", 1
+    with transaction.atomic():
+        while ModelVersion.objects.filter(version=name if number == 1 else f"{name}-{number}").exists():
+            number += 1
+        version = ModelVersion.objects.create(
+            version=name if number == 1 else f"{name}-{number}",
+            artifact_path=base.artifact_path,
+            sha256=base.sha256,
+            threshold=base.threshold,
+            metadata={**base.metadata, "intended_use": {**intended_use, "population": population}},
+            evaluation=base.evaluation,
+            parent=base,
+        )
+        audit(
+            actor,
+            "model_version.population_changed",
+            version,
+            before={"version": base.version, "population": intended_use.get("population")},
+            after={"version": version.version, "population": population},
+        )
+    return version
