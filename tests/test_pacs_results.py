@@ -253,3 +253,42 @@ def test_the_overlay_lays_the_stored_heatmap_over_the_scan_as_the_review_page_do
     left = picture[:, :16].astype(int)
     assert (left[:, :, 0] > left[:, :, 1]).all()  # red laid over it, at most 45 % opaque
     assert (left[:, :, 1] >= np.rint(0.55 * scan[:, :16]).astype(int) - 1).all()
+
+
+def test_two_senders_at_once_store_each_object_once(pacs_scan, orthanc):
+    import threading
+
+    start = threading.Barrier(2)
+    results = []
+
+    def sender():
+        from django.db import connection
+
+        start.wait()
+        try:
+            results.append(outbox.send_due())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert sum(result["sent"] for result in results) == 2 and sum(result["failed"] for result in results) == 0
+    assert len(orthanc.rest("/instances")) == 3
+    assert OutboxItem.objects.filter(sent_at__isnull=False, attempts=1).count() == 2
+
+
+def test_an_item_taken_by_a_run_that_dies_is_due_again_after_its_hold(pacs_scan):
+    taken = outbox.claim_next_due()
+    assert taken is not None
+    other = outbox.claim_next_due()
+    assert other is not None and other.pk != taken.pk
+    assert outbox.claim_next_due() is None  # both held: no other run takes them
+
+    held = OutboxItem.objects.get(pk=taken.pk)
+    assert held.sent_at is None and held.next_attempt_at > timezone.now() + timedelta(seconds=60)
+    OutboxItem.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))  # the hold ran out
+    assert outbox.send_due() == {"sent": 2, "failed": 0}

@@ -5,6 +5,7 @@ a failed send waits longer each time (backoff), with its error kept for the admi
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from pydicom.uid import generate_uid
@@ -71,35 +72,40 @@ def send_due(client=None) -> dict:
 
     counts = {"sent": 0, "failed": 0}
     for _ in range(SEND_AT_MOST):
-        with transaction.atomic():
-            # skip_locked: an item another worker is sending right now stays with it.
-            item = (
-                OutboxItem.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(sent_at__isnull=True, next_attempt_at__lte=timezone.now())
-                .select_related("scan", "prediction__model_version", "review__doctor")
-                .order_by("next_attempt_at", "pk")
-                .first()
-            )
-            if item is None:
-                return counts
-            try:
-                client = client or pacs_client()
-                store(client, item)
-            except PACS_ERRORS as error:
-                failed(item, f"The PACS did not take it: {type(error).__name__}: {error}")
-                counts["failed"] += 1
-                return counts
-            except Exception as error:  # building the object failed (e.g. the image file is gone)
-                log.exception("PACS outbox item %s could not be built", item.pk)
-                failed(item, f"Could not be built: {type(error).__name__}: {error}")
-                counts["failed"] += 1
-                continue
-            item.sent_at = item.last_attempt_at = timezone.now()
-            item.attempts += 1
-            item.last_error = ""
-            item.save(update_fields=["sent_at", "last_attempt_at", "attempts", "last_error"])
-            counts["sent"] += 1
+        item = claim_next_due()
+        if item is None:
+            break
+        try:
+            client = client or pacs_client()
+            store(client, item)
+        except PACS_ERRORS as error:
+            failed(item, f"The PACS did not take it: {type(error).__name__}: {error}")
+            counts["failed"] += 1
+            break
+        except Exception as error:  # building the object failed (e.g. the image file is gone)
+            log.exception("PACS outbox item %s could not be built", item.pk)
+            failed(item, f"Could not be built: {type(error).__name__}: {error}")
+            counts["failed"] += 1
+            continue
+        now = timezone.now()
+        OutboxItem.objects.filter(pk=item.pk).update(
+            sent_at=now, last_attempt_at=now, attempts=item.attempts + 1, last_error=""
+        )
+        counts["sent"] += 1
     return counts
+
+
+def claim_next_due():
+    """The oldest due item, taken for this run by compare-and-set: its next attempt is moved past
+    the send's longest time, so no other run takes it meanwhile, and no transaction stays open
+    while the PACS answers. A run that dies mid-send leaves the item due again after that."""
+    now = timezone.now()
+    due = OutboxItem.objects.filter(sent_at__isnull=True, next_attempt_at__lte=now)
+    for pk in due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:10]:
+        held_until = now + timedelta(seconds=2 * settings.PACS_TIMEOUT_SECONDS + 60)
+        if due.filter(pk=pk).update(next_attempt_at=held_until):
+            return OutboxItem.objects.select_related("scan", "prediction__model_version", "review__doctor").get(pk=pk)
+    return None
 
 
 class StoreRefused(ConnectionError):
