@@ -110,6 +110,13 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # make run's web, worker and beat share one file. WAL: readers never block the writer;
+    # IMMEDIATE: a transaction takes the write lock when it begins, so it waits (up to the
+    # timeout) instead of failing with "database is locked" when it upgrades from reading to writing.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 30}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Shared by every web process (API rate limits count across them): Redis in production.
