@@ -2,8 +2,10 @@
 
 axe-core is the copy bundled in the pinned `axe-playwright-python` wheel (nothing is fetched at run
 time). Playwright evaluates it through the DevTools protocol, so the pages' Content-Security-Policy
-stays as served. One test per role walks its pages with data on them (a flagged scan, a failed scan,
-a challenger, PACS conflicts...) and fails listing every violation: page, rule id, impact, target.
+stays as served. One test per role walks its pages with data on them (a flagged scan, a scan another
+doctor reads, a failed scan, a challenger, PACS conflicts...), forms with their errors, the API docs
+with an operation open and the session warning shown, and fails listing every violation: page, rule
+id, impact, target.
 """
 
 import time
@@ -19,10 +21,11 @@ from playwright.sync_api import expect
 
 from classifier.models import ModelVersion
 from radiology import session_limits
-from radiology.actions import clinical
+from radiology.actions import clinical, reading
 from radiology.models import ChallengerPrediction
 from radiology.pacs.models import OutboxItem, PacsInstance, PollState
-from tests.factories import ModelVersionFactory, PatientFactory, PredictionFactory, ScanFactory
+from radiology.web.views import PAGE_SIZE
+from tests.factories import ModelVersionFactory, PatientFactory, PredictionFactory, ScanFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -92,20 +95,31 @@ def test_pages_before_login(chromium, live_server, radiographer, audit):
 
 def test_radiographer_pages(open_browser_as, radiographer, audit):
     patient = PatientFactory(mrn="A11Y-001", name="Ada Access")
-    PredictionFactory(scan__patient=patient)
+    PatientFactory.create_batch(PAGE_SIZE)
+    PredictionFactory(scan__patient=patient, scan__uploaded_by=radiographer)
     ScanFactory(patient=patient, status="queued", uploaded_by=radiographer)
+    ScanFactory(patient=patient, status="failed", failure_reason="Unreadable image", uploaded_by=radiographer)
     page = open_browser_as(radiographer)
 
     audit.visit(page, reverse("patient_list"), "patient list")
+    audit.visit(page, reverse("patient_list") + "?page=2", "patient list, second page")
     audit.visit(page, reverse("patient_detail", args=[patient.pk]), "patient detail")
     audit.visit(page, reverse("patient_create"), "new patient")
     audit.submit_without_browser_checks(page, "Create patient", "new patient with errors")
     audit.visit(page, reverse("upload"), "upload")
+    audit.visit(page, reverse("upload") + f"?patient={patient.pk}", "upload for a chosen patient")
     audit.submit_without_browser_checks(page, "Upload", "upload with errors")
     audit.visit(page, reverse("scan_status"), "scan status")
     page.goto(reverse("api-docs"))
     expect(page.get_by_role("heading", name="PneumoScan API")).to_be_visible()  # drawn by Swagger UI's script
     audit.check(page, "API docs")
+    page.get_by_role("button", name="GET /api/v1/patients/", exact=False).first.click()
+    page.get_by_role("button", name="Try it out").click()
+    expect(page.get_by_role("button", name="Execute")).to_be_visible()
+    audit.check(page, "API docs, an operation tried out")
+    page.get_by_role("button", name="Authorize").first.click()
+    expect(page.get_by_role("heading", name="Available authorizations")).to_be_visible()
+    audit.check(page, "API docs, Authorize dialog")
     assert page.goto(reverse("dashboard")).status == 403
     audit.check(page, "refused (403)")
     assert page.goto("/no-such-page/").status == 404
@@ -125,6 +139,8 @@ def test_doctor_pages(settings, monkeypatch, open_browser_as, doctor, audit):
     )
     reviewed = PredictionFactory(scan__patient=patient, model_version=model, probability=0.2)
     clinical.review_scan(doctor, reviewed.scan, "confirm", "")
+    being_read = PredictionFactory(scan__patient=patient, model_version=model, probability=0.55)
+    reading.claim_for_reading(UserFactory(username="a11y-other-doctor", role="doctor"), being_read.scan.pk)
     settings.SESSION_IDLE_MINUTES = 15
     server_now = [time.time()]
     monkeypatch.setattr(session_limits, "now", lambda: server_now[0])
@@ -136,6 +152,7 @@ def test_doctor_pages(settings, monkeypatch, open_browser_as, doctor, audit):
     page.get_by_role("button", name="Show the model's output anyway").click()
     expect(page.locator("#probability")).to_be_visible()
     audit.check(page, "review outside intended use, output shown")
+    audit.visit(page, reverse("review", args=[being_read.scan.pk]), "review of a scan another doctor reads")
     audit.visit(page, reverse("patient_history", args=[patient.pk]), "patient history")
     audit.visit(page, reverse("password_change"), "password change")
     audit.submit_without_browser_checks(page, "Change my password", "password change with errors")
@@ -200,4 +217,6 @@ def test_admin_pages(settings, open_browser_as, admin_user, doctor, loadable_fil
     audit.visit(page, reverse("pacs_status"), "PACS")
     audit.visit(page, reverse("audit_trail"), "audit")
     audit.visit(page, reverse("password_change"), "password change (admin)")
+    audit.visit(page, reverse("admin:auth_user_changelist"), "users (Django admin)")
+    audit.visit(page, reverse("admin:auth_user_change", args=[doctor.pk]), "a user (Django admin)")
     audit.assert_clean()
