@@ -404,5 +404,7 @@ LOG_FORMAT = env_str("LOG_FORMAT", "plain").strip().lower()
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
 LOGGING = logging_config(LOG_FORMAT, env_str("LOG_LEVEL", "INFO"))
+# The DICOMweb client logs every request at INFO: the PACS poll would fill the log every few seconds.
+LOGGING.setdefault("loggers", {})["dicomweb_client"] = {"level": "WARNING"}
 # Celery's own root logger setup would replace the JSON lines with its format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
