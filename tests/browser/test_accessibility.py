@@ -88,6 +88,7 @@ def test_pages_before_login(chromium, live_server, radiographer, audit):
         page.goto(reverse("password_reset_confirm", args=[uid, token]))  # redirects to the set-password form
         expect(page.locator("input[type=password]").first).to_be_visible()
         audit.check(page, "password reset form")
+        audit.visit(page, reverse("password_reset_complete"), "password reset done")
     finally:
         context.close()
     audit.assert_clean()
@@ -217,6 +218,7 @@ def test_admin_pages(settings, open_browser_as, admin_user, doctor, loadable_fil
     audit.visit(page, reverse("pacs_status"), "PACS")
     audit.visit(page, reverse("audit_trail"), "audit")
     audit.visit(page, reverse("password_change"), "password change (admin)")
+    audit.visit(page, reverse("password_change_done"), "password changed")
     audit.visit(page, reverse("admin:auth_user_changelist"), "users (Django admin)")
     audit.visit(page, reverse("admin:auth_user_change", args=[doctor.pk]), "a user (Django admin)")
     audit.assert_clean()
