@@ -91,14 +91,7 @@ def predict_scan(self, scan_id):
     try:
         scans = pipeline.claim_scans_for_prediction(scan_id, claim_token, settings.PREDICTION_BATCH_SIZE)
         if not scans:
-            status = Scan.objects.filter(pk=scan_id).values_list("status", flat=True).first()
-            if status is None:
-                log.warning("Scan %s no longer exists", scan_id)
-                return "missing"
-            if status == Scan.Status.PROCESSING:
-                log.info("Scan %s is held by another live worker: left to it", scan_id)
-                return "held elsewhere"
-            return "already predicted" if status in (Scan.Status.PREDICTED, Scan.Status.REVIEWED) else status
+            return outcome_elsewhere(scan_id)
         version, predictor = active_predictor()
         readable = [
             (scan, decoded)
@@ -108,7 +101,9 @@ def predict_scan(self, scan_id):
         predicted = predict_and_record(predictor, version, readable, claim_token) if readable else []
         if len(scans) > 1:
             log.info("Scan %s: predicted %d scans waiting together", scan_id, len(predicted))
-        return "predicted" if scan_id in predicted else "failed"
+        if scan_id in predicted:
+            return "predicted"
+        return "failed" if scan_id in {scan.pk for scan in scans} else outcome_elsewhere(scan_id)
     except ModelUnavailable as error:
         log.error("MODEL UNAVAILABLE for scan %s: %s", scan_id, error)
         for scan in scans:
@@ -127,6 +122,18 @@ def predict_scan(self, scan_id):
         log.exception("Prediction run for scan %s failed", scan_id)
         release_when_possible(claim_token, f"{type(error).__name__}: {error}")
         return "failed"
+
+
+def outcome_elsewhere(scan_id):
+    """What became of a task's scan that this run did not hold."""
+    status = Scan.objects.filter(pk=scan_id).values_list("status", flat=True).first()
+    if status is None:
+        log.warning("Scan %s no longer exists", scan_id)
+        return "missing"
+    if status == Scan.Status.PROCESSING:
+        log.info("Scan %s is held by another live worker: left to it", scan_id)
+        return "held elsewhere"
+    return "already predicted" if status in (Scan.Status.PREDICTED, Scan.Status.REVIEWED) else status
 
 
 def stored_image(scan, claim_token):

@@ -88,6 +88,22 @@ def test_a_message_delivered_again_takes_back_what_its_run_held(radiographer, pa
     assert list(Scan.objects.order_by("pk").values_list("attempts", flat=True)) == [2, 2]
 
 
+def test_a_retry_after_its_own_scan_was_recorded_takes_back_the_batch_mates(
+    radiographer, patient, model_version, sent, django_capture_on_commit_callbacks
+):
+    own, mate = upload(radiographer, patient, 1), upload(radiographer, patient, 2)
+    pipeline.claim_scans_for_prediction(own.pk, "run-1", batch_size=8)
+    # The run recorded its own scan, then lost the database before the batch mate: Celery retries it.
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline.record_prediction(own.pk, model_version, 0.7, b"", 5.0, claim_token="run-1")
+
+    again = pipeline.claim_scans_for_prediction(own.pk, "run-1", batch_size=8)
+
+    assert [s.pk for s in again] == [mate.pk]
+    mate.refresh_from_db()
+    assert (mate.status, mate.claim_token, mate.attempts) == (Scan.Status.PROCESSING, "run-1", 2)
+
+
 def test_runs_that_die_use_up_the_attempts_and_the_scan_fails_with_why(radiographer, patient, sent, settings):
     settings.PREDICTION_MAX_ATTEMPTS = 3
     scan = upload(radiographer, patient, 1)

@@ -56,7 +56,7 @@ def claim_scans_for_prediction(scan_id, claim_token, batch_size=1) -> list[Scan]
     Scans that wait together are predicted together; their own tasks then find them claimed or
     predicted. A scan another live run holds (its lease not expired) is never taken. A scan whose
     earlier claims used up PREDICTION_MAX_ATTEMPTS (runs killed or past the time limit) is failed
-    here instead. Empty when the task's scan is not this run's to predict.
+    here instead. Empty when neither the task's scan nor any scan this run held is its to predict.
     """
     now = timezone.now()
     max_attempts = settings.PREDICTION_MAX_ATTEMPTS
@@ -76,17 +76,19 @@ def claim_scans_for_prediction(scan_id, claim_token, batch_size=1) -> list[Scan]
             "processing_since": now,
             "attempts": F("attempts") + 1,
         }
-        if not own.filter(attempts__lt=max_attempts).filter(pk=scan_id).update(**claim):
-            return []
+        own_claimed = own.filter(attempts__lt=max_attempts).filter(pk=scan_id).update(**claim)
+        # A retry takes back the batch mates its earlier attempt held even when its own scan was
+        # recorded before the error: left alone, they would wait for their lease to run out.
         own.filter(attempts__lt=max_attempts).exclude(pk=scan_id).update(**claim)
-        # skip_locked: a scan another run is claiming right now stays with that run.
-        waiting = list(
-            Scan.objects.select_for_update(skip_locked=True)
-            .filter(status=Scan.Status.QUEUED, attempts__lt=max_attempts)
-            .order_by("uploaded_at", "pk")
-            .values_list("pk", flat=True)[: max(batch_size - 1, 0)]
-        )
-        Scan.objects.filter(pk__in=waiting, status=Scan.Status.QUEUED).update(**claim)
+        if own_claimed:
+            # skip_locked: a scan another run is claiming right now stays with that run.
+            waiting = list(
+                Scan.objects.select_for_update(skip_locked=True)
+                .filter(status=Scan.Status.QUEUED, attempts__lt=max_attempts)
+                .order_by("uploaded_at", "pk")
+                .values_list("pk", flat=True)[: max(batch_size - 1, 0)]
+            )
+            Scan.objects.filter(pk__in=waiting, status=Scan.Status.QUEUED).update(**claim)
         claimed = Scan.objects.filter(status=Scan.Status.PROCESSING, claim_token=claim_token)
         return sorted(claimed, key=lambda scan: (scan.pk != scan_id, scan.uploaded_at, scan.pk))
 
