@@ -211,6 +211,7 @@ def reliability_of(rows):
 PSI_WATCH, PSI_DRIFT = 0.1, 0.25  # the usual population stability index bands
 MIN_WEEK_SCANS = 30  # fewer scans in a week: its PSI is noise, shown as "too few"
 PSI_FLOOR = 1e-4  # an empty bin counts as this share, so the logarithm stays finite
+BANDS = ["stable", "watch", "drift", "too few"]
 DRIFTING = {
     "probability": F("probability"),
     "image_score": Cast(KT("intended_use__score"), FloatField()),

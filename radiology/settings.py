@@ -379,7 +379,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SCHEMA_PATH_PREFIX": r"/api/v1",  # operations are tagged by resource: patients, scans, ...
     "COMPONENT_SPLIT_REQUEST": True,  # separate request/response components, so uploads show as binary
-    "ENUM_NAME_OVERRIDES": {"LabelEnum": "radiology.models.Label"},  # a prediction's and a review's labels are one set
+    "ENUM_NAME_OVERRIDES": {
+        "LabelEnum": "radiology.models.Label",  # a prediction's and a review's labels are one set
+        "DriftBandEnum": "radiology.monitoring.BANDS",  # the probabilities' and the image scores' drift
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     # WCAG 2.1 AA under axe-core: without deep links each operation's summary button holds no link
     # (nested-interactive); examples unhighlighted, as the highlighter's colours lack contrast.

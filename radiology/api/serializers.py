@@ -10,6 +10,7 @@ from classifier.models import ModelVersion
 from radiology.actions.reading import reader_of
 from radiology.actions.tokens import DEFAULT_NAME
 from radiology.models import ApiToken, Label, Patient, Prediction, Review, Scan
+from radiology.monitoring import BANDS
 from radiology.permissions import can
 
 
@@ -357,10 +358,10 @@ class DriftWeekSerializer(serializers.Serializer):
     week_start = serializers.DateField()
     probability_n = serializers.IntegerField(required=False)
     probability_psi = serializers.FloatField(required=False, allow_null=True)
-    probability_band = serializers.ChoiceField(["stable", "watch", "drift", "too few"], required=False)
+    probability_band = serializers.ChoiceField(BANDS, required=False)
     image_score_n = serializers.IntegerField(required=False)
     image_score_psi = serializers.FloatField(required=False, allow_null=True)
-    image_score_band = serializers.ChoiceField(["stable", "watch", "drift", "too few"], required=False)
+    image_score_band = serializers.ChoiceField(BANDS, required=False)
 
 
 class DriftSerializer(serializers.Serializer):

@@ -197,8 +197,13 @@ def expected_matrix(reviews):
 def admin_sees_the_two_reviews(page, screenshots, overridden, confirmed):
     expect(page.locator("#reviewed-count")).to_have_text("2")
     # One of the two reviews agreed with the model.
-    expect(page.get_by_role("row", name=re.compile("^Accuracy")).get_by_role("cell").first).to_have_text("0.500")
-    expect(page.get_by_role("row", name=re.compile("^Override rate")).get_by_role("cell").first).to_have_text("0.500")
+    # One of two, with its Wilson 95 % interval.
+    expect(page.get_by_role("row", name=re.compile("^Accuracy")).get_by_role("cell").first).to_have_text(
+        "0.500 [0.095, 0.905]"
+    )
+    expect(page.get_by_role("row", name=re.compile("^Override rate")).get_by_role("cell").first).to_have_text(
+        "0.500 [0.095, 0.905]"
+    )
     for cell, count in expected_matrix([overridden, confirmed]).items():
         expect(page.locator(f'#confusion [data-cell="{cell}"]')).to_have_text(str(count))
     for chart in page.locator("img.chart").all():
