@@ -3,9 +3,10 @@
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
+
+from classifier.conflicts import StateConflict
 
 
 class ModelVersion(models.Model):
@@ -68,12 +69,12 @@ class ModelVersion(models.Model):
         with transaction.atomic():
             locked = ModelVersion.objects.select_for_update().get(pk=self.pk)
             if locked.is_active:
-                raise ValidationError(f"Model {self.version} is active: only an inactive version can challenge it.")
+                raise StateConflict(f"Model {self.version} is active: only an inactive version can challenge it.")
             if locked.is_challenger:
-                raise ValidationError(f"Model {self.version} is the challenger already.")
+                raise StateConflict(f"Model {self.version} is the challenger already.")
             current = ModelVersion.challenger()
             if current is not None:
-                raise ValidationError(
+                raise StateConflict(
                     f"Model {current.version} is the challenger: end its challenge before starting another."
                 )
             try:
@@ -82,15 +83,15 @@ class ModelVersion(models.Model):
                         is_challenger=True, challenger_since=timezone.now()
                     )
             except IntegrityError:
-                raise ValidationError("Another model version became the challenger at the same moment.") from None
+                raise StateConflict("Another model version became the challenger at the same moment.") from None
             if not updated:
-                raise ValidationError(f"Model {self.version} became active meanwhile.")
+                raise StateConflict(f"Model {self.version} became active meanwhile.")
             self.refresh_from_db(fields=["is_active", "is_challenger", "challenger_since"])
 
     def end_challenge(self):
         """Stops running this challenger; its predictions and its start stay for the comparison."""
         if not ModelVersion.objects.filter(pk=self.pk, is_challenger=True).update(is_challenger=False):
-            raise ValidationError(f"Model {self.version} is not the challenger.")
+            raise StateConflict(f"Model {self.version} is not the challenger.")
         self.is_challenger = False
 
     def resolved_artifact_path(self) -> Path:

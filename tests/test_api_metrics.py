@@ -83,7 +83,6 @@ def test_no_reviewed_scans_gives_undefined_metrics_as_null(admin_user):
 @pytest.mark.parametrize(
     "params, field",
     [
-        ({"model_version": "no-such-version"}, "model_version"),
         ({"start": "2025-13-01"}, "start"),
         ({"start": "2025-06-02", "end": "2025-06-01"}, "end"),
     ],
@@ -93,6 +92,14 @@ def test_invalid_filters_are_named(admin_user, params, field):
 
     assert response.status_code == 400
     assert field in error_of(response)["fields"]
+
+
+@pytest.mark.django_db
+def test_an_unknown_model_version_is_a_404_naming_it(admin_user):
+    response = token_client(admin_user).get(URL, {"model_version": "no-such-version"})
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found" and "model_version" in error_of(response)["fields"]
 
 
 @pytest.mark.django_db

@@ -68,10 +68,10 @@ def test_anonymous_gets_401():
     assert APIClient().post(f"{URL}{version.pk}/activate/").status_code == 401
 
 
-def test_a_version_whose_files_are_missing_is_refused_with_400(admin_user):
+def test_a_version_whose_files_are_missing_is_refused_with_409(admin_user):
     ModelVersionFactory(version="v1", is_active=True)
     broken = ModelVersionFactory(version="broken", artifact_path="missing/model.keras")
     response = token_client(admin_user).post(f"{URL}{broken.pk}/activate/")
-    assert response.status_code == 400
+    assert response.status_code == 409 and error_of(response)["code"] == "conflict"
     assert "cannot be activated" in error_of(response)["message"]
     assert ModelVersion.active().version == "v1"

@@ -62,8 +62,9 @@ def test_a_second_patient_with_the_same_mrn_is_refused(radiographer):
 
     response = token_client(radiographer).post(URL, NEW_PATIENT, format="json")
 
-    assert response.status_code == 400
-    assert "mrn" in error_of(response)["fields"]
+    assert response.status_code == 409
+    assert error_of(response)["code"] == "conflict"
+    assert error_of(response)["fields"]["mrn"] == ["A patient with this MRN already exists."]
     assert Patient.objects.count() == 1
 
 

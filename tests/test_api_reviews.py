@@ -82,8 +82,23 @@ def test_a_scan_without_prediction_cannot_be_reviewed(doctor):
 
     response = token_client(doctor).post(URL, {"scan": scan.pk, "decision": "confirm"}, format="json")
 
-    assert response.status_code == 400
-    assert "no prediction" in error_of(response)["message"]
+    assert response.status_code == 409
+    body = response.json()
+    assert "no prediction" in body["error"]["message"] and body["error"]["code"] == "conflict"
+    assert body["latest_review"] is None
+    assert not Review.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["scan", "supersedes"])
+def test_an_unknown_scan_or_review_is_a_404_naming_it(doctor, predicted, field):
+    body = {"scan": predicted.pk, "decision": "confirm", field: 999999}
+
+    response = token_client(doctor).post(URL, body, format="json")
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found" and field in error_of(response)["fields"]
+    assert not Review.objects.exists()
 
 
 @pytest.mark.django_db
@@ -91,7 +106,6 @@ def test_a_scan_without_prediction_cannot_be_reviewed(doctor):
     "body, field",
     [
         ({"decision": "confirm"}, "scan"),
-        ({"scan": 999999, "decision": "confirm"}, "scan"),
         ({"scan": "own", "decision": "maybe"}, "decision"),
         ({"scan": "own"}, "decision"),
         ({"scan": "own", "decision": "confirm", "final_label": "UNSURE"}, "final_label"),

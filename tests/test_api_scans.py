@@ -118,10 +118,20 @@ def test_a_path_in_the_file_name_is_not_kept(radiographer, patient):
 
 
 @pytest.mark.django_db
+def test_an_unknown_patient_is_a_404_naming_the_field(radiographer):
+    form = {"patient": 999999, "image": SimpleUploadedFile("chest.png", png_bytes())}
+
+    response = token_client(radiographer).post(URL, form, format="multipart")
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found" and "patient" in error_of(response)["fields"]
+    assert not Scan.objects.exists()
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     "form, field",
     [
-        ({"patient": 999999, "image": "file"}, "patient"),
         ({"patient": "abc", "image": "file"}, "patient"),
         ({"image": "file"}, "patient"),
         ({"patient": "own"}, "image"),
@@ -262,7 +272,8 @@ def test_a_predicted_scan_cannot_be_requeued(admin_user):
 
     response = token_client(admin_user).post(f"{URL}{scan.pk}/requeue/")
 
-    assert response.status_code == 400
+    assert response.status_code == 409
+    assert error_of(response)["code"] == "conflict"
     assert "cannot be re-queued" in error_of(response)["message"]
 
 

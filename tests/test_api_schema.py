@@ -77,6 +77,24 @@ def test_the_schema_documents_the_contract(doctor):
         "page",
     }
     assert "tokenAuth" in schema["components"]["securitySchemes"]
+    # What the API refuses for state or existence is documented with its own status, not as a 400.
+    assert "404" in paths["/api/v1/reviews/"]["post"]["responses"]
+    for path, method in [
+        ("/api/v1/patients/", "post"),
+        ("/api/v1/reviews/", "post"),
+        ("/api/v1/scans/{id}/requeue/", "post"),
+        ("/api/v1/model-versions/{id}/activate/", "post"),
+        ("/api/v1/model-versions/{id}/challenger/", "post"),
+        ("/api/v1/model-versions/{id}/challenger/", "delete"),
+        ("/api/v1/model-versions/{id}/promote/", "post"),
+    ]:
+        assert "409" in paths[path][method]["responses"], (method, path)
+    # Rules the schema states rather than leaves to a 400: no NUL in text, promotion confirmed.
+    assert components["PatientSearchRequest"]["properties"]["query"]["pattern"] == "^[^\\u0000]*$"
+    assert components["PatientRequest"]["properties"]["mrn"]["pattern"] == "^[^\\u0000]*$"
+    confirm = components["PromotionRequest"]["properties"]["confirm"]["allOf"][0]["$ref"].rsplit("/", 1)[-1]
+    assert components[confirm]["enum"] == [True]
+    assert "confirm" in components["PromotionRequest"]["required"]
 
 
 @pytest.mark.django_db

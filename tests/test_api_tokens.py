@@ -255,7 +255,7 @@ def test_an_admin_revokes_a_token(admin_user, doctor):
 def test_issuing_for_an_unknown_user_names_the_field(admin_user):
     response = token_client(admin_user).post(ADMIN, {"user": 999999}, format="json")
 
-    assert response.status_code == 400
+    assert response.status_code == 404
     assert "user" in error_of(response)["fields"]
 
 

@@ -46,7 +46,7 @@ def test_a_dicom_without_a_patient_goes_to_the_patient_it_names(radiographer):
 def test_a_dicom_naming_nobody_known_is_refused_and_nothing_is_stored(radiographer, media_root):
     response = post(radiographer, image=dicom_file("MRN-UNKNOWN"))
 
-    assert response.status_code == 400
+    assert response.status_code == 404
     assert "No patient has the patient ID read from the DICOM file as MRN" in error_of(response)["fields"]["patient"][0]
     assert not Scan.objects.exists()
     assert not [path for path in media_root.rglob("*") if path.is_file()]

@@ -310,22 +310,24 @@ def test_api_stores_traversal_name_safely(radiographer_client, patient, media_ro
 
 
 @pytest.mark.parametrize(
-    "fields, files, bad_field",
+    "fields, files, bad_field, expected",
     [
-        ({}, {"image": ("x.png", None)}, "patient"),
-        ({"patient": "PATIENT"}, {}, "image"),
-        ({"patient": "not-a-number"}, {"image": ("x.png", None)}, "patient"),
-        ({"patient": "99999999"}, {"image": ("x.png", None)}, "patient"),
-        ({"patient": "PATIENT", "image": "just text, not a file"}, {}, "image"),
+        ({}, {"image": ("x.png", None)}, "patient", 400),
+        ({"patient": "PATIENT"}, {}, "image", 400),
+        ({"patient": "not-a-number"}, {"image": ("x.png", None)}, "patient", 400),
+        ({"patient": "99999999"}, {"image": ("x.png", None)}, "patient", 404),  # well formed, nobody has it
+        ({"patient": "PATIENT", "image": "just text, not a file"}, {}, "image", 400),
     ],
     ids=["missing-patient", "missing-image", "patient-wrong-type", "unknown-patient", "image-not-a-file"],
 )
-def test_api_malformed_scan_upload_says_which_field(fields, files, bad_field, radiographer_client, patient, media_root):
+def test_api_malformed_scan_upload_says_which_field(
+    fields, files, bad_field, expected, radiographer_client, patient, media_root
+):
     fields = {key: (patient.pk if value == "PATIENT" else value) for key, value in fields.items()}
     files = {key: (filename, corpus("valid.png")) for key, (filename, _) in files.items()}
     body, content_type = multipart(fields, files)
     response = radiographer_client.post("/api/v1/scans/", data=body, content_type=content_type)
-    assert response.status_code == 400, response.content
+    assert response.status_code == expected, response.content
     assert response.json()["error"]["fields"][bad_field]
     assert_nothing_left(media_root)
 
@@ -383,19 +385,19 @@ def test_api_oversized_json_is_refused_before_parsing(settings, radiographer_cli
 
 
 @pytest.mark.parametrize(
-    "change, bad_field",
+    "change, bad_field, expected",
     [
-        ({"scan": "abc"}, "scan"),
-        ({"scan": 99999999}, "scan"),
-        ({"decision": "maybe"}, "decision"),
-        ({"decision": 1}, "decision"),
+        ({"scan": "abc"}, "scan", 400),
+        ({"scan": 99999999}, "scan", 404),  # well formed, no such scan
+        ({"decision": "maybe"}, "decision", 400),
+        ({"decision": 1}, "decision", 400),
     ],
     ids=["scan-wrong-type", "unknown-scan", "unknown-decision", "decision-wrong-type"],
 )
-def test_api_malformed_review_says_which_field(change, bad_field, doctor_client):
+def test_api_malformed_review_says_which_field(change, bad_field, expected, doctor_client):
     body = {"scan": 1, "decision": "confirm", "final_label": "NORMAL", "note": "", **change}
     response = doctor_client.post("/api/v1/reviews/", data=body, content_type="application/json")
-    assert response.status_code == 400, response.content
+    assert response.status_code == expected, response.content
     assert response.json()["error"]["fields"][bad_field]
 
 

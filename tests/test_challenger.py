@@ -101,7 +101,8 @@ def test_refusals_change_nothing(admin_user, loadable_files):
     }
 
     messages = {name: error_of(response)["message"] for name, response in cases.items()}
-    assert all(response.status_code == 400 for response in cases.values())
+    assert all(response.status_code == 409 for response in cases.values())
+    assert {error_of(response)["code"] for response in cases.values()} == {"conflict"}
     assert "is active" in messages["active"]
     assert "v2 is the challenger: end its challenge" in messages["second"]
     assert "cannot be the challenger" in messages["broken"]

@@ -171,7 +171,7 @@ def test_the_api_serves_the_comparison_to_admins_only(challenge, admin_user, doc
 def test_a_version_never_challenger_has_no_comparison(admin_user):
     version = ModelVersionFactory(version="v9")
     answer = token_client(admin_user).get(f"{URL}{version.pk}/comparison/")
-    assert answer.status_code == 400
+    assert answer.status_code == 404
     assert "never been the challenger" in error_of(answer)["message"]
 
 
@@ -182,6 +182,9 @@ def test_promotion_over_the_api_needs_confirmation_and_is_audited(challenge, adm
     unconfirmed = client.post(f"{URL}{challenger.pk}/promote/", {"confirm": False}, format="json")
 
     assert unconfirmed.status_code == 400 and "confirm" in error_of(unconfirmed)["fields"]
+    assert "Read the comparison" in error_of(unconfirmed)["fields"]["confirm"][0]
+    unsent = client.post(f"{URL}{challenger.pk}/promote/", {}, format="json")
+    assert unsent.status_code == 400 and "Read the comparison" in error_of(unsent)["fields"]["confirm"][0]
     assert ModelVersion.active() == champion and ModelVersion.challenger() == challenger
 
     promoted = client.post(f"{URL}{challenger.pk}/promote/", {"confirm": True}, format="json")
@@ -199,7 +202,7 @@ def test_promotion_over_the_api_needs_confirmation_and_is_audited(challenge, adm
     assert "cases" not in event.after["comparison"]
     # Promoted, it is no challenger any more: a second promotion is refused.
     again = client.post(f"{URL}{challenger.pk}/promote/", {"confirm": True}, format="json")
-    assert again.status_code == 400 and "not the challenger" in error_of(again)["message"]
+    assert again.status_code == 409 and "not the challenger" in error_of(again)["message"]
 
 
 @pytest.mark.django_db

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
+from classifier.conflicts import StateConflict
 from radiology.actions.audit import audit
 from radiology.actions.files import delete_stored_file
 from radiology.actions.pipeline import enqueue_prediction
@@ -30,7 +31,7 @@ def create_patient(actor, *, mrn, name, birth_date, sex) -> Patient:
             audit(actor, "patient.created", patient, after=patient_snapshot(patient))
     except IntegrityError:
         # Another request created the same MRN between the check above and the save.
-        raise ValidationError({"mrn": "A patient with this MRN already exists."}) from None
+        raise StateConflict({"mrn": "A patient with this MRN already exists."}) from None
     return patient
 
 
@@ -57,7 +58,11 @@ def patient_for_upload(decoded: DecodedImage, patient: Patient | None = None, mr
     if found is None:
         raise ValidationError(
             # The message names no patient (it may reach logs): the client knows what it sent.
-            {"patient": f"No patient has {source} as MRN: create the patient first, then upload."}
+            {
+                "patient": ValidationError(
+                    f"No patient has {source} as MRN: create the patient first, then upload.", code="does_not_exist"
+                )
+            }
         )
     return found
 
@@ -175,7 +180,7 @@ def review_scan(
             scan = Scan.objects.select_for_update().get(pk=scan.pk)
             prediction = Prediction.objects.filter(scan=scan).first()
             if prediction is None:
-                raise ValidationError("This scan has no prediction to review yet.")
+                raise StateConflict("This scan has no prediction to review yet.")
             # Outside intended use the doctor decides without the model (its output is hidden), so
             # disagreeing with it needs no justification.
             if decision == Review.Decision.OVERRIDE and not note and not prediction.outside_intended_use:

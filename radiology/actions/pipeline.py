@@ -13,12 +13,12 @@ from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from classifier.conflicts import StateConflict
 from radiology.actions.audit import audit
 from radiology.actions.files import delete_stored_file
 from radiology.models import Label, Prediction, Scan
@@ -219,7 +219,7 @@ def requeue_scan(actor, scan: Scan) -> Scan:
     with transaction.atomic():
         scan = Scan.objects.select_for_update().get(pk=scan.pk)
         if scan.status not in (Scan.Status.FAILED, Scan.Status.QUEUED, Scan.Status.PROCESSING):
-            raise ValidationError(f"A {scan.get_status_display().lower()} scan cannot be re-queued.")
+            raise StateConflict(f"A {scan.get_status_display().lower()} scan cannot be re-queued.")
         before = {
             "status": scan.status,
             "failure_reason": scan.failure_reason,

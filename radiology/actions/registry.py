@@ -3,6 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from classifier.conflicts import StateConflict
 from radiology.actions.audit import audit
 
 
@@ -15,7 +16,7 @@ def check_model_files(version, purpose):
         if metadata["sha256"] != version.sha256:
             raise ArtifactError(f"{version.artifact_path} is not the file registered (sha256 {metadata['sha256']})")
     except (ArtifactError, OSError) as error:
-        raise ValidationError(f"Model {version.version} cannot be {purpose}: {error}") from None
+        raise StateConflict(f"Model {version.version} cannot be {purpose}: {error}") from None
 
 
 def activate_model_version(actor, version):
@@ -25,14 +26,14 @@ def activate_model_version(actor, version):
     from classifier.models import ModelVersion
 
     if version.is_challenger:
-        raise ValidationError(
+        raise StateConflict(
             f"Model {version.version} is the challenger: promote it after reading its comparison with the active model."
         )
     check_model_files(version, "activated")
     with transaction.atomic():
         previous = ModelVersion.objects.select_for_update().filter(is_active=True).first()
         if ModelVersion.objects.select_for_update().get(pk=version.pk).is_challenger:
-            raise ValidationError(f"Model {version.version} became the challenger meanwhile: promote it instead.")
+            raise StateConflict(f"Model {version.version} became the challenger meanwhile: promote it instead.")
         version.activate()
         audit(
             actor,
@@ -79,14 +80,14 @@ def promote_challenger(actor, version, confirmed):
     from radiology.comparison import compare_with_champion, summary
 
     if not version.is_challenger:
-        raise ValidationError(f"Model {version.version} is not the challenger: there is nothing to promote.")
+        raise StateConflict(f"Model {version.version} is not the challenger: there is nothing to promote.")
     if not confirmed:
         raise ValidationError({"confirm": "Read the comparison with the active model, then confirm the promotion."})
     check_model_files(version, "promoted")
     with transaction.atomic():
         previous = ModelVersion.objects.select_for_update().filter(is_active=True).first()
         if not ModelVersion.objects.select_for_update().get(pk=version.pk).is_challenger:
-            raise ValidationError(f"Model {version.version} stopped being the challenger meanwhile.")
+            raise StateConflict(f"Model {version.version} stopped being the challenger meanwhile.")
         comparison = compare_with_champion(version)
         version.activate()
         audit(

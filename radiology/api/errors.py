@@ -2,7 +2,10 @@
 
     {"error": {"status": 400, "code": "invalid", "message": "...", "fields": {"mrn": ["..."]}}}
 
-`fields` is present only when the error is about named input fields. Nothing internal (stack
+`fields` is present only when the error is about named input fields. Input valid in form is not
+refused with 400: a referenced object that does not exist gives 404, a request that conflicts with
+the current state (a duplicate MRN, a re-queue of a predicted scan, a model version in the wrong
+state) gives 409, each with the same body. Nothing internal (stack
 traces, exception text of unexpected errors) ever reaches the client; unexpected errors are logged.
 """
 
@@ -18,6 +21,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler, set_rollback
+
+from classifier.conflicts import StateConflict
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +48,24 @@ def error_body(status_code, code, message, fields=None):
     return {"error": error}
 
 
+class Conflict(exceptions.ValidationError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class ReferencedNotFound(exceptions.ValidationError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "not_found"
+
+
+# Field error codes that say the input is well formed: what it names is missing, or already taken.
+STATUS_OF_CODES = {"does_not_exist": ReferencedNotFound, "unique": Conflict}
+
+
 def api_exception_handler(exc, context):
-    if isinstance(exc, DjangoValidationError):
+    if isinstance(exc, StateConflict):
+        exc = Conflict(as_serializer_error(exc))
+    elif isinstance(exc, DjangoValidationError):
         # Domain actions validate with Django's ValidationError: the same 400 as a serializer's.
         exc = exceptions.ValidationError(as_serializer_error(exc))
     elif isinstance(exc, RequestDataTooBig):
@@ -58,6 +79,8 @@ def api_exception_handler(exc, context):
         exc = exceptions.NotFound(*exc.args)
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(*exc.args)
+    if type(exc) is exceptions.ValidationError:
+        exc = by_error_codes(exc)
     render_as_json(context.get("request"))
     response = exception_handler(exc, context)
     if response is None:
@@ -72,6 +95,22 @@ def api_exception_handler(exc, context):
     return response
 
 
+def by_error_codes(exc):
+    """A validation error whose every message is of one kind in STATUS_OF_CODES takes its status."""
+    codes = set(flatten_codes(exc.get_codes()))
+    if len(codes) == 1 and (kind := STATUS_OF_CODES.get(codes.pop())):
+        return kind(exc.detail)
+    return exc
+
+
+def flatten_codes(codes):
+    if isinstance(codes, str):
+        return [codes]
+    if isinstance(codes, dict):
+        codes = codes.values()
+    return [code for item in codes for code in flatten_codes(item)]
+
+
 def render_as_json(request):
     """Errors are JSON even where successes are not (the schema's YAML, image files)."""
     if request is not None:
@@ -79,6 +118,8 @@ def render_as_json(request):
 
 
 def error_code(exc):
+    if isinstance(exc, (Conflict, ReferencedNotFound)):
+        return exc.default_code
     codes = exc.get_codes()
     return codes if isinstance(codes, str) else exc.default_code
 

@@ -1,6 +1,7 @@
 """API representations. Input serializers validate shapes and types; the rules live in radiology.actions."""
 
 from django.contrib.auth import get_user_model
+from django.core.validators import ProhibitNullCharactersValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
@@ -37,9 +38,22 @@ class RoleFieldsMixin:
         return data
 
 
+WITHOUT_NUL = RegexValidator(
+    r"^[^\x00]*$", message=ProhibitNullCharactersValidator.message, code=ProhibitNullCharactersValidator.code
+)
+
+
 class StrictCharField(serializers.CharField):
     """A string field that takes only strings: the schema says `string`, so a JSON number or
-    boolean is refused (DRF's CharField would turn 0 into "0")."""
+    boolean is refused (DRF's CharField would turn 0 into "0"). Its refusal of NUL (PostgreSQL
+    stores none) is a pattern, so the schema states it too."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators = [
+            WITHOUT_NUL if isinstance(validator, ProhibitNullCharactersValidator) else validator
+            for validator in self.validators
+        ]
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
@@ -475,9 +489,23 @@ class ComparisonSerializer(serializers.Serializer):
     cases = ComparedCaseSerializer(many=True)
 
 
+READ_THEN_CONFIRM = "Read the comparison with the active model, then confirm the promotion."
+
+
+@extend_schema_field({"type": "boolean", "enum": [True]})
+class ConfirmationField(serializers.BooleanField):
+    """`true` and nothing else: the schema says so, as the API refuses anything less."""
+
+    def to_internal_value(self, data):
+        if super().to_internal_value(data) is not True:
+            raise serializers.ValidationError(READ_THEN_CONFIRM, code="invalid")
+        return True
+
+
 class PromotionSerializer(serializers.Serializer):
-    confirm = serializers.BooleanField(
-        required=False, default=False, help_text="true: you have read the comparison and promote the challenger."
+    confirm = ConfirmationField(
+        error_messages={"required": READ_THEN_CONFIRM},
+        help_text="true: you have read the comparison and promote the challenger.",
     )
 
 

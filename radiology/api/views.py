@@ -8,13 +8,15 @@ from django.db.models import Prefetch
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from classifier.conflicts import StateConflict
 from classifier.models import ModelVersion
 from radiology.actions import clinical, pipeline, registry
 from radiology.api import serializers as s
@@ -46,6 +48,11 @@ def query(serializer_class, request):
     return params.validated_data
 
 
+def error(description):
+    """A documented error answer in the one error format (radiology.api.errors)."""
+    return OpenApiResponse(s.ErrorSerializer, description=description)
+
+
 def with_reviews(scans):
     return scans.select_related("uploaded_by", "prediction", "prediction__model_version").prefetch_related(
         Prefetch("reviews", queryset=Review.objects.select_related("doctor").order_by("created_at", "pk"))
@@ -61,7 +68,10 @@ SEARCH_BY_POST = (
 @extend_schema_view(
     list=extend_schema(summary="List patients"),
     retrieve=extend_schema(summary="A patient"),
-    create=extend_schema(summary="Create a patient"),
+    create=extend_schema(
+        summary="Create a patient",
+        responses={201: s.PatientSerializer, 409: error("A patient with this MRN already exists.")},
+    ),
 )
 class PatientViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
@@ -143,14 +153,18 @@ class ScanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         summary="Upload an X-ray for a patient",
         description=(
             "Multipart form: `image` (PNG, JPEG or DICOM) and the patient, found as the upload page finds them: "
-            "`patient` (id), else `mrn`, else the Patient ID a DICOM file carries (400 when no patient has it). "
+            "`patient` (id), else `mrn`, else the Patient ID a DICOM file carries (404 when no patient has it). "
             "A DICOM file naming another patient than the one given is refused. The file goes through the same "
             "validation as the upload page and is queued for the model once stored: 201 with the new scan. "
             "The same file uploaded again for the same patient stores nothing and returns the existing "
             "scan with 200 and `duplicate: true`. A refused file gives 400 with the reason under `image`."
         ),
         request={"multipart/form-data": s.ScanUploadSerializer},
-        responses={201: s.UploadedScanSerializer, 200: s.UploadedScanSerializer},
+        responses={
+            201: s.UploadedScanSerializer,
+            200: s.UploadedScanSerializer,
+            404: error("No such endpoint or scan, or no patient has the id or MRN given (under `fields.patient`)."),
+        },
     )
     def create(self, request):
         form = s.ScanUploadSerializer(data=request.data)
@@ -194,7 +208,7 @@ class ScanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @extend_schema(
         summary="Send a failed or stuck scan back to the model (admins)",
         request=None,
-        responses={200: s.ScanSerializer},
+        responses={200: s.ScanSerializer, 409: error("The scan is predicted: there is nothing to re-queue.")},
     )
     @action(detail=True, methods=["post"])
     def requeue(self, request, pk=None):
@@ -217,6 +231,7 @@ class QueueViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 class ReviewViewSet(viewsets.GenericViewSet):
     serializer_class = s.ReviewCreateSerializer
+    parser_classes = [JSONParser]  # `supersedes: null` has no form encoding
     required_actions = {"create": ("review_scans",)}
 
     @extend_schema(
@@ -227,7 +242,15 @@ class ReviewViewSet(viewsets.GenericViewSet):
             "recorded meanwhile (a second doctor, a double submission) the answer is 409 with the scan's "
             "latest review, and nothing is recorded."
         ),
-        responses={201: s.ReviewSerializer, 409: s.ReviewConflictSerializer},
+        responses={
+            201: s.ReviewSerializer,
+            404: error("No scan, or no review named in `supersedes`, has the id given (under `fields`)."),
+            409: OpenApiResponse(
+                s.ReviewConflictSerializer,
+                description="Another review was recorded since the one named in `supersedes` (`latest_review`), "
+                "or the scan has no prediction yet (`latest_review` null).",
+            ),
+        },
     )
     def create(self, request):
         form = self.get_serializer(data=request.data)
@@ -250,6 +273,9 @@ class ReviewViewSet(viewsets.GenericViewSet):
             )
             body = {**error_body(409, "conflict", str(conflict)), "latest_review": latest}
             return Response(body, status=status.HTTP_409_CONFLICT)
+        except StateConflict as conflict:  # nothing to review yet: so no review either
+            body = {**error_body(409, "conflict", " ".join(conflict.messages)), "latest_review": None}
+            return Response(body, status=status.HTTP_409_CONFLICT)
         return Response(
             s.ReviewSerializer(review, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED
         )
@@ -262,7 +288,7 @@ class MetricsView(APIView):
         summary="The model's accuracy against the doctors' final labels (admins)",
         description="Over reviewed scans; `start` and `end` are upload dates, inclusive. A metric undefined for the data is null.",
         parameters=[s.MetricsQuerySerializer],
-        responses={200: s.MetricsSerializer},
+        responses={200: s.MetricsSerializer, 404: error("No model version has the name given.")},
     )
     def get(self, request):
         filters = query(s.MetricsQuerySerializer, request)
@@ -289,7 +315,10 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         summary="Put this model version in force (admins)",
         description="New predictions use it; earlier predictions keep the version that made them.",
         request=None,
-        responses={200: s.ModelVersionSerializer},
+        responses={
+            200: s.ModelVersionSerializer,
+            409: error("It is the challenger (promote it instead), or its files are missing or damaged."),
+        },
     )
     @action(detail=True, methods=["post"])
     def activate(self, request, pk=None):
@@ -302,14 +331,17 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         description="It then also predicts every new scan in the shadow of the active version; doctors never "
         "see its answers. One challenger at a time; an active version cannot be one.",
         request=None,
-        responses={200: s.ModelVersionSerializer},
+        responses={
+            200: s.ModelVersionSerializer,
+            409: error("It is active or the challenger already, another is the challenger, or its files are missing."),
+        },
     )
     @extend_schema(
         methods=["DELETE"],
         summary="End this version's challenge (admins)",
         description="Its predictions stay, for its comparison.",
         request=None,
-        responses={200: s.ModelVersionSerializer},
+        responses={200: s.ModelVersionSerializer, 409: error("It is not the challenger.")},
     )
     @action(detail=True, methods=["post", "delete"])
     def challenger(self, request, pk=None):
@@ -329,14 +361,20 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["get"])
     def comparison(self, request, pk=None):
-        return Response(s.ComparisonSerializer(compare_with_champion(self.get_object())).data)
+        version = self.get_object()
+        if version.challenger_since is None:
+            raise NotFound(f"Model {version.version} has never been the challenger: there is no comparison.")
+        return Response(s.ComparisonSerializer(compare_with_champion(version)).data)
 
     @extend_schema(
         summary="Promote the challenger to active (admins)",
         description="Read its comparison first, then send `confirm: true`; the answer carries the comparison "
         "it was promoted on, which the audit event keeps too.",
         request=s.PromotionSerializer,
-        responses={200: s.PromotedSerializer},
+        responses={
+            200: s.PromotedSerializer,
+            409: error("It is not the challenger, or its files are missing or damaged."),
+        },
     )
     @action(detail=True, methods=["post"])
     def promote(self, request, pk=None):
