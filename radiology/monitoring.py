@@ -13,9 +13,11 @@
 """
 
 import datetime
+import hashlib
 import math
 
-from django.db.models import Avg, Case, Count, F, FloatField, IntegerField, Q, Value, When
+from django.core.cache import cache
+from django.db.models import Avg, Case, Count, F, FloatField, IntegerField, Max, Q, Value, When
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Floor, Least, TruncWeek
 from django.utils import timezone
@@ -25,8 +27,8 @@ from classifier.metrics import binary_metrics
 from classifier.models import ModelVersion
 from classifier.statistics import wilson_interval
 from classifier.threshold import DEFAULT_RULE, choose_threshold
-from radiology.dashboard import start_of_day
-from radiology.models import Prediction, ReviewOutcome
+from radiology.dashboard import CACHE_SECONDS, start_of_day
+from radiology.models import Prediction, Review, ReviewOutcome
 
 MIN_REVIEWS = 30  # below this, the page and the API say the figures are too few to judge by
 Z_95 = 1.959963984540054
@@ -140,9 +142,29 @@ def threshold_rule_of(version):
 def threshold_suggestion(version):
     """What the site's threshold rule would choose from the doctors' final labels of `version`'s
     within-use reviewed scans, with the metrics at it and at the version's own threshold; only from
-    MIN_REVIEWS_FOR_THRESHOLD reviews and both classes (`available` False otherwise)."""
+    MIN_REVIEWS_FOR_THRESHOLD reviews and both classes (`available` False otherwise).
+
+    It reads every reviewed scan of the version, so it is cached like the dashboard's figures: under
+    the latest review (a correction is a new review) and the latest summary row, which change
+    whenever the answer can."""
     if version is None:
         return None
+    latest = (
+        ReviewOutcome.objects.aggregate(outcome=Max("pk"))["outcome"],
+        Review.objects.aggregate(review=Max("pk"))["review"],
+    )
+    key = (
+        "threshold-suggestion:"
+        + hashlib.sha256(repr((version.pk, version.threshold, threshold_rule_of(version), latest)).encode()).hexdigest()
+    )
+    suggestion = cache.get(key)
+    if suggestion is None:
+        suggestion = compute_threshold_suggestion(version)
+        cache.set(key, suggestion, CACHE_SECONDS)
+    return suggestion
+
+
+def compute_threshold_suggestion(version):
     labels, scores = reviewed_sample(version)
     rule = threshold_rule_of(version)
     suggestion = {

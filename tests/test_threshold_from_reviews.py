@@ -88,3 +88,18 @@ def test_too_few_reviews_are_refused_and_nothing_is_recorded(admin_role_client, 
     admin_role_client.post(reverse("record_threshold_from_reviews", args=[active.pk]))
     assert not ModelVersion.objects.filter(parent=active).exists()
     assert not AuditEvent.objects.filter(action="model_version.calibrated").exists()
+
+
+def test_the_suggestion_is_read_once_per_new_review_and_equals_a_recomputation(active, django_assert_max_num_queries):
+    from radiology.monitoring import compute_threshold_suggestion
+
+    reviewed(active, 100)
+    first = threshold_suggestion(active)
+    with django_assert_max_num_queries(2):  # the two "latest" lookups; the sample is not read again
+        again = threshold_suggestion(active)
+    assert again == first == compute_threshold_suggestion(active)
+
+    outcome(active, 0.45, True)  # a new reviewed scan: pneumonia below every earlier one
+    after = threshold_suggestion(active)
+    assert after["n"] == 101 and after == compute_threshold_suggestion(active)
+    assert after["current"]["confusion_matrix"] == [[50, 0], [35, 16]]  # the new one missed at 0.7
