@@ -1,10 +1,8 @@
 """The admin's page on the PACS connection: the poll, what was pulled, conflicts, the outbox."""
 
 from django.conf import settings
-from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.db.models import Count
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
 from radiology.models import Scan
@@ -12,7 +10,7 @@ from radiology.pacs import actions
 from radiology.pacs.client import pacs_configured
 from radiology.pacs.models import OutboxItem, PacsInstance, PollState
 from radiology.permissions import require
-from radiology.web.views import page_of
+from radiology.web.views import act_and_report, page_of
 
 RECENT = 20
 
@@ -46,10 +44,9 @@ def pacs_status(request):
 @require_POST
 def retry_conflict(request, pk):
     record = get_object_or_404(PacsInstance, pk=pk)
-    try:
-        actions.retry_instance(request.user, record)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-    else:
-        messages.success(request, f"Instance {record.sop_instance_uid} will be looked at again at the next poll.")
-    return redirect("pacs_status")
+    return act_and_report(
+        request,
+        lambda: actions.retry_instance(request.user, record),
+        f"Instance {record.sop_instance_uid} will be looked at again at the next poll.",
+        "pacs_status",
+    )

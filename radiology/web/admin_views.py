@@ -17,7 +17,7 @@ from radiology.monitoring import threshold_suggestion
 from radiology.permissions import require
 from radiology.private_files import private
 from radiology.web.forms import DashboardFilterForm
-from radiology.web.views import page_of
+from radiology.web.views import act_and_report, page_of
 
 # The live metrics shown side by side with a model version's offline evaluation.
 COMPARED_METRICS = [
@@ -123,13 +123,12 @@ def failed_scans(request):
 @require_POST
 def requeue(request, pk):
     scan = get_object_or_404(Scan, pk=pk)
-    try:
-        pipeline.requeue_scan(request.user, scan)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-    else:
-        messages.success(request, f"Scan {scan.pk} is back in the queue.")
-    return redirect("failed_scans")
+    return act_and_report(
+        request,
+        lambda: pipeline.requeue_scan(request.user, scan),
+        f"Scan {scan.pk} is back in the queue.",
+        "failed_scans",
+    )
 
 
 @require("view_model_versions")
@@ -161,39 +160,36 @@ def record_threshold_from_reviews(request, pk):
 @require_POST
 def activate_model_version(request, pk):
     version = get_object_or_404(ModelVersion, pk=pk)
-    try:
-        registry.activate_model_version(request.user, version)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-    else:
-        messages.success(request, f"Model {version.version} is now active: new scans are predicted with it.")
-    return redirect("model_versions")
+    return act_and_report(
+        request,
+        lambda: registry.activate_model_version(request.user, version),
+        f"Model {version.version} is now active: new scans are predicted with it.",
+        "model_versions",
+    )
 
 
 @require("activate_model_versions")
 @require_POST
 def start_challenger(request, pk):
     version = get_object_or_404(ModelVersion, pk=pk)
-    try:
-        registry.start_challenger(request.user, version)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-    else:
-        messages.success(request, f"Model {version.version} is the challenger: it now also predicts every new scan.")
-    return redirect("model_versions")
+    return act_and_report(
+        request,
+        lambda: registry.start_challenger(request.user, version),
+        f"Model {version.version} is the challenger: it now also predicts every new scan.",
+        "model_versions",
+    )
 
 
 @require("activate_model_versions")
 @require_POST
 def end_challenger(request, pk):
     version = get_object_or_404(ModelVersion, pk=pk)
-    try:
-        registry.end_challenger(request.user, version)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-    else:
-        messages.success(request, f"Model {version.version} is no longer the challenger; its comparison stays.")
-    return redirect("model_versions")
+    return act_and_report(
+        request,
+        lambda: registry.end_challenger(request.user, version),
+        f"Model {version.version} is no longer the challenger; its comparison stays.",
+        "model_versions",
+    )
 
 
 @require("view_model_versions")

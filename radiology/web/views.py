@@ -35,6 +35,18 @@ START_PAGES = [
 ]
 
 
+def act_and_report(request, action, success, then):
+    """Run a domain action for a button: its refusal (a ValidationError) or `success` becomes the
+    page's message, and the browser goes back to `then` (a URL name)."""
+    try:
+        action()
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, success)
+    return redirect(then)
+
+
 def page_of(request, items, size=PAGE_SIZE):
     return Paginator(items, size).get_page(request.GET.get("page"))
 
