@@ -87,7 +87,7 @@ def seed(n_scans, rng):
 
     from classifier.models import ModelVersion
     from radiology.models import Label, Patient, Prediction, Review, Scan, triage_score
-    from radiology.outcomes import rebuild_review_outcomes
+    from radiology.outcomes import rebuild_review_outcomes, rebuild_review_summary
 
     users = {}
     for role in ("radiographer", "doctor", "admin"):
@@ -184,6 +184,7 @@ def seed(n_scans, rng):
             for first in corrected_firsts
         )
     rebuild_review_outcomes()
+    rebuild_review_summary()
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")  # as autovacuum leaves a live database: index-only scans possible
     return users, (old, new)

@@ -4,10 +4,15 @@ Only reviewed scans within the model's intended use count (the others are report
 replaces the first decision); the model's answer is the label its prediction carried, at the
 threshold of the model version that made it. Pages and the API both read `dashboard_metrics`.
 
-Every figure is computed in the database from ReviewOutcome (one row per reviewed scan, kept up to
-date by the review action; radiology/outcomes.py), in three passes over that one narrow, indexed
-table: counts grouped by week and cell, the AUC as the Mann-Whitney statistic over the rows grouped
-by score (window sums), and the percentiles from the rows around their positions in sorted order.
+Every figure is computed from the weekly summary that the review action keeps (radiology/outcomes.py:
+per model version and week, the counts by threshold and cell with their turnarounds summed, the
+probability histogram by final label, the turnaround histograms), so that the work is bounded by
+weeks x bins, not by the number of scans. A date range takes its whole weeks from the summary and
+the days of a week it cuts from their ReviewOutcome rows (at most two weeks' worth), through the same
+`tallies`. Counts, rates and turnaround means are exact; the AUC is the Mann-Whitney statistic of the
+probabilities in bins of width 0.001 (ties within a bin count one half), the reliability view takes
+each bin at its middle, and the turnaround percentiles are those of turnarounds rounded to two
+significant digits (within 5 %).
 """
 
 import datetime
@@ -16,191 +21,227 @@ import math
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
-from django.db.models import Count, Max, Q, Sum
-from django.db.models.functions import TruncWeek
+from django.db.models import Max, Sum
 from django.utils import timezone
 
 from classifier.metrics import metrics_from_counts
 from classifier.models import ModelVersion
-from radiology.models import Prediction, Review, ReviewOutcome
+from radiology.models import Prediction, Review, ReviewOutcome, ReviewWeek, ReviewWeekScore, ReviewWeekTurnaround
+from radiology.outcomes import MEASURES, tallies
 
 CACHE_SECONDS = 600
-ACTUAL = Q(actual_positive=True)
 CELLS = {(False, False): "tn", (False, True): "fp", (True, False): "fn", (True, True): "tp"}  # (actual, predicted)
-TURNAROUND_FIELDS = {
-    "upload_to_prediction": "upload_to_prediction_s",
-    "prediction_to_review": "prediction_to_review_s",
-}
 
 
 def start_of_day(day):
     return timezone.make_aware(datetime.datetime.combine(day, datetime.time.min))
 
 
-def uploaded_between(rows, start, end):
-    """A date covers its whole day (in the site's time zone); a datetime is taken as it is."""
-    if start is not None:
-        is_day = not isinstance(start, datetime.datetime)
-        rows = rows.filter(uploaded_at__gte=start_of_day(start) if is_day else start)
-    if end is not None:
-        if isinstance(end, datetime.datetime):
-            rows = rows.filter(uploaded_at__lte=end)
-        else:
-            rows = rows.filter(uploaded_at__lt=start_of_day(end + datetime.timedelta(days=1)))
-    return rows
+def version_name(model_version):
+    return model_version.version if isinstance(model_version, ModelVersion) else str(model_version)
 
 
 def outcome_rows(model_version=None, start=None, end=None):
-    """ReviewOutcome rows of scans uploaded from `start` to `end` (dates inclusive), by one model
-    version (a ModelVersion or its name) or all. Callers may narrow the queryset further."""
+    """ReviewOutcome rows of scans uploaded from `start` to `end` (dates inclusive, whole days in the
+    site's time zone), by one model version (a ModelVersion or its name) or all. Callers may narrow
+    the queryset further."""
     rows = ReviewOutcome.objects.all()
     if model_version is not None:
-        name = model_version.version if isinstance(model_version, ModelVersion) else str(model_version)
-        rows = rows.filter(model_version__version=name)
-    return uploaded_between(rows, start, end)
+        rows = rows.filter(model_version__version=version_name(model_version))
+    if start is not None:
+        rows = rows.filter(uploaded_at__gte=start_of_day(start))
+    if end is not None:
+        rows = rows.filter(uploaded_at__lt=start_of_day(end + datetime.timedelta(days=1)))
+    return rows
 
 
-def fetch(statement, rows, more_params=()):
-    """Run `statement`, whose {rows} is replaced by the SQL Django compiles for the queryset `rows`
-    (its parameters first, then `more_params`)."""
-    inner, params = rows.query.sql_with_params()  # the values stay in params
-    with connection.cursor() as cursor:
-        cursor.execute(statement.format(rows=inner), [*params, *more_params])
-        return cursor.fetchall()
+def whole_weeks(start, end):
+    """(first Monday, Monday after the last) of the weeks that lie wholly from `start` to `end`
+    (dates inclusive, None: unbounded); None when no whole week does."""
+    first = None if start is None else start + datetime.timedelta(days=-start.weekday() % 7)
+    after = None if end is None else end + datetime.timedelta(days=1)
+    after = None if after is None else after - datetime.timedelta(days=after.weekday())
+    if first is not None and after is not None and first >= after:
+        return None
+    return first, after
 
 
-def weekly_auc(rows):
-    """[(week U, all-weeks U, positives, negatives)] for each week in order, in one pass.
+class Tallies:
+    """The weekly summary's tallies of a set of within-use reviewed scans, summed by what the dashboard
+    tells apart: `cells` {(week, version id, threshold, actual, predicted): [n, upload to prediction
+    µs, prediction to review µs]}, `scores` {(week, score bin): [positives, negatives]} and
+    `turnarounds` {(measure, binned seconds): [n]}."""
 
-    The Mann-Whitney U of a set of scans: each positive beats the negatives scored lower and ties
-    half of those scored the same; the AUC is U / (positives x negatives). Exact with ties, equal
-    to classifier.metrics.roc_auc. The all-weeks U is split over the weeks, so their sum is the U
-    of all the rows.
-    """
-    scores = (
-        rows.annotate(week=TruncWeek("uploaded_at"))
-        .order_by()
-        .values("week", "probability")
-        .annotate(pos=Count("pk", filter=ACTUAL), neg=Count("pk", filter=~ACTUAL))
-    )
-    statement = """
-        SELECT SUM(pos * (week_neg_upto - neg / 2.0)), SUM(pos * (all_neg_upto - all_neg_same / 2.0)),
-               SUM(pos), SUM(neg)
-        FROM (
-            SELECT week, pos, neg,
-                   SUM(neg) OVER (PARTITION BY week ORDER BY probability ROWS UNBOUNDED PRECEDING) AS week_neg_upto,
-                   SUM(neg) OVER (ORDER BY probability RANGE UNBOUNDED PRECEDING) AS all_neg_upto,
-                   SUM(neg) OVER (PARTITION BY probability) AS all_neg_same
-            FROM ({rows}) AS scores
-        ) AS ranked
-        GROUP BY week
-        ORDER BY week
-    """
-    return [tuple(float(value) for value in row) for row in fetch(statement, scores)]
-
-
-def auc(u, positives, negatives):
-    return u / (positives * negatives) if positives and negatives else None
-
-
-def turnaround(rows, count, sums):
-    """Median, 95th percentile (interpolated as numpy does) and mean of each turnaround, reading
-    only the rows around each percentile's position from one sorted pass per duration."""
-    if not count:
-        return {name: {"n": 0, "median_s": None, "p95_s": None, "mean_s": None} for name in TURNAROUND_FIELDS}
-    positions = {q: q / 100 * (count - 1) for q in (50, 95)}
-    wanted = sorted(
-        {math.floor(p) + step for p in positions.values() for step in (1, 2) if math.floor(p) + step <= count}
-    )
-    first, second = TURNAROUND_FIELDS.values()
-    marks = ", ".join(["%s"] * len(wanted))
-    statement = f"""
-        SELECT first_rank, first_value, second_rank, second_value
-        FROM (
-            SELECT {first} AS first_value, ROW_NUMBER() OVER (ORDER BY {first}) AS first_rank,
-                   {second} AS second_value, ROW_NUMBER() OVER (ORDER BY {second}) AS second_rank
-            FROM ({{rows}}) AS durations
-        ) AS ranked
-        WHERE first_rank IN ({marks}) OR second_rank IN ({marks})
-    """  # noqa: S608  (column names from TURNAROUND_FIELDS, not from input)
-    found = fetch(statement, rows.order_by().values(first, second), [*wanted, *wanted])
-    by_rank = {name: {} for name in TURNAROUND_FIELDS}
-    names = list(TURNAROUND_FIELDS)
-    for first_rank, first_value, second_rank, second_value in found:
-        by_rank[names[0]][first_rank] = first_value
-        by_rank[names[1]][second_rank] = second_value
-
-    def percentile(values, q):
-        below = math.floor(positions[q])
-        low = values[below + 1]
-        high = values.get(below + 2, low)
-        return float(low + (high - low) * (positions[q] - below))
-
-    return {
-        name: {
-            "n": count,
-            "median_s": percentile(by_rank[name], 50),
-            "p95_s": percentile(by_rank[name], 95),
-            "mean_s": sums[name] / count,
-        }
-        for name in TURNAROUND_FIELDS
+    KEYS = {
+        "cell": ("week", "model_version_id", "threshold", "actual_positive", "predicted_positive"),
+        "score": ("week", "score_bin"),
+        "turnaround": ("measure", "seconds"),
     }
+
+    def __init__(self):
+        self.cells, self.scores, self.turnarounds = {}, {}, {}
+        self.tables = {"cell": self.cells, "score": self.scores, "turnaround": self.turnarounds}
+
+    def add(self, table, key, increments):
+        """Adds one of radiology.outcomes.tallies."""
+        summed = self.tables[table].setdefault(tuple(key[name] for name in self.KEYS[table]), [0] * len(increments))
+        for i, value in enumerate(increments.values()):
+            summed[i] += value
+
+    def scores_by_bin(self):
+        """{score bin: [positives, negatives]} over all the weeks."""
+        by_bin = {}
+        for (_, score), (positives, negatives) in self.scores.items():
+            summed = by_bin.setdefault(score, [0, 0])
+            summed[0] += positives
+            summed[1] += negatives
+        return by_bin
+
+
+def review_tallies(model_version=None, start=None, end=None):
+    """Tallies of the within-use reviewed scans uploaded from `start` to `end` (dates inclusive), by one
+    model version (a ModelVersion or its name) or all: the whole weeks from the summary tables (few
+    rows each, grouped over the versions), the other days from their ReviewOutcome rows."""
+    found = Tallies()
+    rows = outcome_rows(model_version, start, end).filter(within_intended_use=True)
+    weeks = whole_weeks(start, end)
+    if weeks is not None:
+        first, after = weeks
+        summary, taken = {}, {}
+        if model_version is not None:
+            summary["model_version__version"] = version_name(model_version)
+        if first is not None:
+            summary["week__gte"], taken["uploaded_at__gte"] = first, start_of_day(first)
+        if after is not None:
+            summary["week__lt"], taken["uploaded_at__lt"] = after, start_of_day(after)
+        rows = rows.exclude(**taken) if taken else rows.none()
+        cells = ReviewWeek.objects.filter(**summary).values_list(
+            *Tallies.KEYS["cell"], "n", *(f"{measure}_us" for measure in MEASURES)
+        )
+        scores = (
+            ReviewWeekScore.objects.filter(**summary)
+            .values(*Tallies.KEYS["score"])
+            .annotate(positives=Sum("positives"), negatives=Sum("negatives"))
+            .order_by()
+            .values_list(*Tallies.KEYS["score"], "positives", "negatives")
+        )
+        turnarounds = (
+            ReviewWeekTurnaround.objects.filter(**summary)
+            .values(*Tallies.KEYS["turnaround"])
+            .annotate(total=Sum("n"))
+            .order_by()
+            .values_list(*Tallies.KEYS["turnaround"], "total")
+        )
+        for table, summed in (("cell", cells), ("score", scores), ("turnaround", turnarounds)):
+            width = len(Tallies.KEYS[table])
+            found.tables[table].update((row[:width], list(row[width:])) for row in summed)
+    for outcome in rows:
+        for table, key, increments in tallies(outcome):
+            found.add(table, key, increments)
+    return found
+
+
+def mann_whitney_u(bins):
+    """U of [(positives, negatives)] in increasing score order: each positive beats the negatives of
+    lower bins and ties half of those in its own bin."""
+    u, below = 0.0, 0
+    for positives, negatives in bins:
+        u += positives * (below + negatives / 2.0)
+        below += negatives
+    return u
+
+
+def auc_of(bins):
+    """The AUC of {score bin: [positives, negatives]} (None without both classes); equal to
+    classifier.metrics.roc_auc of the binned scores."""
+    positives = sum(p for p, _ in bins.values())
+    negatives = sum(n for _, n in bins.values())
+    if not positives or not negatives:
+        return None
+    return mann_whitney_u(bins[score] for score in sorted(bins)) / (positives * negatives)
+
+
+def percentile(histogram, count, q):
+    """The q-th percentile (interpolated as numpy does) of the values of sorted [(value, n)], count in all."""
+    position = q / 100 * (count - 1)
+    below = math.floor(position)
+    low = high = None
+    seen = 0
+    for value, n in histogram:
+        seen += n
+        if low is None and seen > below:
+            low = value
+        if seen > below + 1 or seen == count:
+            high = value
+            break
+    return float(low + (high - low) * (position - below))
+
+
+def turnaround(found, count, sums):
+    """Median, 95th percentile (of the binned turnarounds) and mean (exact) of each turnaround."""
+    figures = {}
+    for measure in MEASURES:
+        if not count:
+            figures[measure] = {"n": 0, "median_s": None, "p95_s": None, "mean_s": None}
+            continue
+        histogram = sorted((seconds, n) for (name, seconds), (n,) in found.turnarounds.items() if name == measure and n)
+        figures[measure] = {
+            "n": count,
+            "median_s": percentile(histogram, count, 50),
+            "p95_s": percentile(histogram, count, 95),
+            "mean_s": sums[measure] / count / 1_000_000,
+        }
+    return figures
 
 
 def headline(counts):
-    """Metrics of one set of rows from its four counts (the AUC comes separately)."""
+    """Metrics of one set of scans from its four counts (the AUC comes separately)."""
     metrics = metrics_from_counts(counts["tn"], counts["fp"], counts["fn"], counts["tp"])
     (tn, fp), (fn, tp) = metrics["confusion_matrix"]
     metrics["override_rate"] = (fp + fn) / metrics["n"] if metrics["n"] else None  # doctor != model
     return metrics
 
 
-def metrics_of(rows) -> dict:
+def metrics_of(found) -> dict:
     """JSON-ready: n, auc, accuracy, sensitivity, specificity, precision, f1, threshold(s),
     confusion_matrix [[tn, fp], [fn, tp]], override_rate, turnaround (seconds), model_versions and
-    by_week (Monday first, in the site's time zone), over the given ReviewOutcome rows. A metric
+    by_week (Monday first, in the site's time zone), from the Tallies of a set of scans. A metric
     undefined for the data is None.
 
-    Three passes over the rows: counts by week, version, threshold and cell (everything but the
-    AUC and the percentiles follows from them), the AUC, the percentiles. The confusion matrix is
-    built from each prediction's own label: scans judged at different thresholds (several model
-    versions) cannot share one threshold."""
-    groups = (
-        rows.annotate(week=TruncWeek("uploaded_at"))
-        .order_by("week")
-        .values("week", "model_version_id", "threshold", "actual_positive", "predicted_positive")
-        .annotate(count=Count("pk"), **{f"{name}_sum": Sum(field) for name, field in TURNAROUND_FIELDS.items()})
-    )
+    The confusion matrix is built from each prediction's own label: scans judged at different
+    thresholds (several model versions) cannot share one threshold."""
     totals = dict.fromkeys(CELLS.values(), 0)
-    sums = dict.fromkeys(TURNAROUND_FIELDS, 0.0)
+    sums = dict.fromkeys(MEASURES, 0)
     weeks, version_ids, thresholds = {}, set(), set()
-    for group in groups:
-        cell = CELLS[group["actual_positive"], group["predicted_positive"]]
-        totals[cell] += group["count"]
-        weeks.setdefault(group["week"], dict.fromkeys(CELLS.values(), 0))[cell] += group["count"]
-        for name in TURNAROUND_FIELDS:
-            sums[name] += group[f"{name}_sum"]
-        version_ids.add(group["model_version_id"])
-        thresholds.add(group["threshold"])
+    for (week, version, threshold, actual, predicted), (n, *durations) in sorted(found.cells.items()):
+        if not n:
+            continue
+        cell = CELLS[actual, predicted]
+        totals[cell] += n
+        weeks.setdefault(week, dict.fromkeys(CELLS.values(), 0))[cell] += n
+        for measure, duration in zip(MEASURES, durations, strict=True):
+            sums[measure] += duration
+        version_ids.add(version)
+        thresholds.add(threshold)
+    scores_by_week = {}
+    for (week, score), counts in found.scores.items():
+        scores_by_week.setdefault(week, {})[score] = counts
     metrics = headline(totals)
-    count = metrics["n"]
-    u_by_week = weekly_auc(rows) if count else []
-    metrics["auc"] = auc(sum(u for _, u, _, _ in u_by_week), totals["tp"] + totals["fn"], totals["tn"] + totals["fp"])
+    metrics["auc"] = auc_of(found.scores_by_bin())
     metrics["threshold"] = next(iter(thresholds)) if len(thresholds) == 1 else None
     metrics["thresholds"] = sorted(thresholds)
-    metrics["turnaround"] = turnaround(rows, count, sums)
+    metrics["turnaround"] = turnaround(found, metrics["n"], sums)
     metrics["model_versions"] = sorted(
         ModelVersion.objects.filter(pk__in=version_ids).values_list("version", flat=True)
     )
     metrics["by_week"] = []
-    for (week, counts), (week_u, _, positives, negatives) in zip(weeks.items(), u_by_week, strict=True):
+    for week, counts in sorted(weeks.items()):
         week_metrics = headline(counts)
         metrics["by_week"].append(
             {
-                "week_start": timezone.localtime(week).date().isoformat(),
+                "week_start": week.isoformat(),
                 **{key: week_metrics[key] for key in ("n", "accuracy", "sensitivity", "specificity")},
-                "auc": auc(week_u, positives, negatives),
+                "auc": auc_of(scores_by_week.get(week, {})),
                 "override_rate": week_metrics["override_rate"],
             }
         )
@@ -215,24 +256,23 @@ def dashboard_metrics(model_version=None, start=None, end=None) -> dict:
     The review figures are cached under the latest review's id: every review or correction writes a
     Review row in the transaction that updates ReviewOutcome, so a new review means a new key and a
     full recomputation; a cached figure is one computed from the same reviews. The TTL bounds what
-    rebuild_review_outcomes (a repair, no new review) could leave behind. The flagged counts follow
-    the predictions, not the reviews: they are cached under the latest prediction's id the same way,
+    a rebuild of the summaries (a repair, no new review) could leave behind. The flagged counts follow
+    the predictions, not the reviews: they are cached under the latest prediction's id alone, the same way,
     with the drift of one chosen version's predictions against its validation reference.
     """
     from radiology.monitoring import drift, outside_intended_use, reliability_of, with_intervals
 
-    name = model_version.version if isinstance(model_version, ModelVersion) else model_version
+    name = None if model_version is None else version_name(model_version)
+    filters = (name, start, end, settings.TIME_ZONE)
     latest_review = Review.objects.aggregate(latest=Max("pk"))["latest"]
-    key = (
-        "dashboard:" + hashlib.sha256(repr((name, start, end, settings.TIME_ZONE, latest_review)).encode()).hexdigest()
-    )
+    key = "dashboard:" + hashlib.sha256(repr((*filters, latest_review)).encode()).hexdigest()
     cached = cache.get(key)
     if cached is None:
-        within = outcome_rows(model_version, start, end).filter(within_intended_use=True)
-        cached = {**metrics_of(within), "reliability": reliability_of(within)}
+        found = review_tallies(model_version, start, end)
+        cached = {**metrics_of(found), "reliability": reliability_of(found.scores_by_bin())}
         cache.set(key, cached, CACHE_SECONDS)
     latest_prediction = Prediction.objects.aggregate(latest=Max("pk"))["latest"]
-    flagged_key = f"{key}:flagged:{latest_prediction}"
+    flagged_key = "dashboard-flagged:" + hashlib.sha256(repr((*filters, latest_prediction)).encode()).hexdigest()
     flagged = cache.get(flagged_key)
     if flagged is None:
         version = ModelVersion.objects.filter(version=name).first() if name else None

@@ -307,6 +307,83 @@ class ReviewOutcome(models.Model):
         return f"Outcome of scan {self.scan_id}"
 
 
+class ReviewWeek(models.Model):
+    """Within-use reviewed scans of one model version uploaded in one week that share a threshold and
+    a confusion-matrix cell: how many, and their turnarounds summed in whole microseconds (exact).
+
+    With ReviewWeekScore and ReviewWeekTurnaround, the weekly summary of ReviewOutcome that the
+    dashboard reads (radiology/outcomes.py keeps it in the review transaction), so that its figures
+    read a number of rows bounded by weeks x bins, whatever the number of scans. `week` is the
+    Monday, in the site's time zone, of the upload. Outside intended use nothing is counted here:
+    the dashboard reports those scans apart, from their predictions.
+    """
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    week = models.DateField()
+    threshold = models.FloatField()
+    actual_positive = models.BooleanField()
+    predicted_positive = models.BooleanField()
+    n = models.PositiveIntegerField()
+    upload_to_prediction_us = models.BigIntegerField()
+    prediction_to_review_us = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version", "week", "threshold", "actual_positive", "predicted_positive"],
+                name="one_review_week_per_cell",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.n} reviews of {self.model_version_id} in the week of {self.week}"
+
+
+class ReviewWeekScore(models.Model):
+    """Within-use reviewed scans of one model version uploaded in one week whose probability falls in
+    one bin of width 1/SCORE_BINS (radiology.outcomes.score_bin), by the doctors' final label: the
+    histogram the AUC and the reliability view are computed from."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    week = models.DateField()
+    score_bin = models.PositiveSmallIntegerField()
+    positives = models.PositiveIntegerField()
+    negatives = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model_version", "week", "score_bin"], name="one_review_week_per_score_bin")
+        ]
+
+    def __str__(self):
+        return f"Score bin {self.score_bin} of {self.model_version_id} in the week of {self.week}"
+
+
+class ReviewWeekTurnaround(models.Model):
+    """Within-use reviewed scans of one model version uploaded in one week whose turnaround, rounded to
+    two significant digits (radiology.outcomes.binned_seconds), is `seconds`: the percentiles' histogram."""
+
+    class Measure(models.TextChoices):
+        UPLOAD_TO_PREDICTION = "upload_to_prediction"
+        PREDICTION_TO_REVIEW = "prediction_to_review"
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    week = models.DateField()
+    measure = models.CharField(max_length=24, choices=Measure.choices)
+    seconds = models.FloatField()
+    n = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version", "week", "measure", "seconds"], name="one_review_week_per_turnaround"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.n} x {self.measure} {self.seconds} s of {self.model_version_id} in the week of {self.week}"
+
+
 class ChallengerPrediction(models.Model):
     """A challenger model version's answer on a scan, made in the shadow of the active version's.
 

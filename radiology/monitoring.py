@@ -5,7 +5,8 @@
   and a "too few reviews" state below MIN_REVIEWS.
 - `outside_intended_use`: of the scans predicted in the period, how many were outside the model's
   intended use (classifier.intended_use): count, share with its interval, by reason, by week.
-- `reliability_of`: predicted probability bins against the doctors' final labels.
+- `reliability_of`: predicted probability bins against the doctors' final labels (from the
+  dashboard's score histogram).
 - `drift`: per week, the population stability index of the probabilities and image scores against
   the validation reference, with its band (stable, watch from 0.1, drift from 0.25).
 - `threshold_suggestion`: the threshold the site's rule would choose from the doctors' labels, once
@@ -17,9 +18,9 @@ import hashlib
 import math
 
 from django.core.cache import cache
-from django.db.models import Avg, Case, Count, F, FloatField, IntegerField, Max, Q, Value, When
+from django.db.models import Case, Count, F, FloatField, IntegerField, Max, Q, Value, When
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Floor, Least, TruncWeek
+from django.db.models.functions import Cast, TruncWeek
 from django.utils import timezone
 
 from classifier.intended_use import REASON_TEXT
@@ -29,6 +30,7 @@ from classifier.statistics import wilson_interval
 from classifier.threshold import DEFAULT_RULE, choose_threshold
 from radiology.dashboard import CACHE_SECONDS, start_of_day
 from radiology.models import Prediction, Review, ReviewOutcome
+from radiology.outcomes import SCORE_BINS
 
 MIN_REVIEWS = 30  # below this, the page and the API say the figures are too few to judge by
 Z_95 = 1.959963984540054
@@ -191,37 +193,32 @@ def compute_threshold_suggestion(version):
 RELIABILITY_BINS = 10
 
 
-def reliability_of(rows):
-    """The reliability view of ReviewOutcome rows: per equal-width probability bin, the count, the
-    mean predicted probability and the share the doctors labeled pneumonia; and their ECE. One
-    grouped query (the same bins as classifier.calibration)."""
-    grouped = {
-        row["bin"]: row
-        for row in rows.annotate(
-            bin=Cast(
-                Least(Floor(F("probability") * float(RELIABILITY_BINS)), Value(RELIABILITY_BINS - 1.0)),
-                IntegerField(),
-            )
-        )
-        .order_by()
-        .values("bin")
-        .annotate(
-            n=Count("pk"), mean_probability=Avg("probability"), pneumonia=Count("pk", filter=Q(actual_positive=True))
-        )
-    }
+def reliability_of(scores):
+    """The reliability view of {score bin: [positives, negatives]} (radiology.outcomes.score_bin): per
+    equal-width probability bin, the count, the mean predicted probability (each score at its bin's
+    middle) and the share the doctors labeled pneumonia; and their ECE. The same bins as
+    classifier.calibration, each made of whole score bins."""
+    width = SCORE_BINS // RELIABILITY_BINS
+    grouped = {}
+    for score, (positives, negatives) in sorted(scores.items()):
+        row = grouped.setdefault(score // width, {"n": 0, "probability_sum": 0.0, "pneumonia": 0})
+        row["n"] += positives + negatives
+        row["probability_sum"] += (positives + negatives) * (score + 0.5) / SCORE_BINS
+        row["pneumonia"] += positives
     total = sum(row["n"] for row in grouped.values())
     bins, error = [], 0.0
     for b in range(RELIABILITY_BINS):
         row = grouped.get(b)
         observed = row["pneumonia"] / row["n"] if row else None
+        mean_probability = row["probability_sum"] / row["n"] if row else None
         if row:
-            error += row["n"] / total * abs(observed - row["mean_probability"])
+            error += row["n"] / total * abs(observed - mean_probability)
         bins.append(
             {
                 "low": b / RELIABILITY_BINS,
                 "high": (b + 1) / RELIABILITY_BINS,
                 "n": row["n"] if row else 0,
-                "mean_probability": row["mean_probability"] if row else None,
+                "mean_probability": mean_probability,
                 "observed": observed,
             }
         )

@@ -1,16 +1,40 @@
-"""The maintained summary of reviewed scans (ReviewOutcome) that the dashboard aggregates.
+"""The maintained summaries of reviewed scans that the dashboard aggregates.
 
-`refresh_review_outcome` rewrites one scan's row from its prediction and reviews (inside the review
-transaction); `rebuild_review_outcomes` recomputes every row the same way. Both go through
-`computed_outcomes`, so a maintained row always equals a full recomputation.
+ReviewOutcome: one row per reviewed scan. `refresh_review_outcome` rewrites one scan's row from its
+prediction and reviews (inside the review transaction); `rebuild_review_outcomes` recomputes every
+row the same way. Both go through `computed_outcomes`, so a maintained row always equals a full
+recomputation.
+
+The weekly summary (ReviewWeek, ReviewWeekScore, ReviewWeekTurnaround): what each within-use
+ReviewOutcome row adds to it is `tallies`. `refresh_review_outcome` subtracts the old row's tallies
+and adds the new row's, in the same transaction, as increments the database applies (INSERT ... ON
+CONFLICT DO UPDATE SET n = n + excluded.n), so that concurrent reviews add up without reading the
+counts first; `rebuild_review_summary` sums the tallies of every row afresh. The summary is exact
+for counts and turnaround means; it keeps probabilities in bins of width 1/SCORE_BINS and
+turnarounds rounded to two significant digits, so the AUC, the reliability view and the turnaround
+percentiles are those of the binned values.
 """
 
-from django.db import transaction
-from django.db.models import Min, OuterRef, Subquery
+import datetime
 
-from radiology.models import Label, Review, ReviewOutcome, Scan
+from django.db import connection, transaction
+from django.db.models import F, Min, OuterRef, Subquery
+from django.utils import timezone
+
+from radiology.models import (
+    Label,
+    Review,
+    ReviewOutcome,
+    ReviewWeek,
+    ReviewWeekScore,
+    ReviewWeekTurnaround,
+    Scan,
+)
 
 REBUILD_BATCH = 5000
+SCORE_BINS = 1000  # probability bins of width 0.001
+MEASURES = ReviewWeekTurnaround.Measure.values
+SUMMARY_MODELS = {"cell": ReviewWeek, "score": ReviewWeekScore, "turnaround": ReviewWeekTurnaround}
 
 
 def computed_outcomes(scans, review_model=Review, outcome_model=ReviewOutcome):
@@ -68,11 +92,17 @@ def computed_outcomes(scans, review_model=Review, outcome_model=ReviewOutcome):
 
 
 def refresh_review_outcome(scan_id):
-    """Rewrite one scan's row (none when it has no review or no prediction). Call inside the transaction
-    that changed its reviews, so that the summary commits with them."""
+    """Rewrite one scan's row (none when it has no review or no prediction) and move its tallies in the
+    weekly summary. Call inside the transaction that changed its reviews, so that the summaries
+    commit with them."""
+    deltas = {}
+    for outcome in ReviewOutcome.objects.filter(scan_id=scan_id):
+        add_tallies(deltas, outcome, -1)
     ReviewOutcome.objects.filter(scan_id=scan_id).delete()
     for outcome in computed_outcomes(Scan.objects.filter(pk=scan_id)):
         outcome.save(force_insert=True)
+        add_tallies(deltas, outcome)
+    apply_to_summary(deltas)
 
 
 def rebuild_review_outcomes(scans=None, review_model=Review, outcome_model=ReviewOutcome):
@@ -90,3 +120,122 @@ def rebuild_review_outcomes(scans=None, review_model=Review, outcome_model=Revie
                 batch = []
         outcome_model.objects.bulk_create(batch)
     return count + len(batch)
+
+
+# --- the weekly summary -----------------------------------------------------------------------------
+
+
+def week_of(uploaded_at):
+    """The Monday of the upload's week, in the site's time zone."""
+    day = timezone.localdate(uploaded_at)
+    return day - datetime.timedelta(days=day.weekday())
+
+
+def score_bin(probability):
+    """The probability's bin: [k / SCORE_BINS, (k + 1) / SCORE_BINS), the last one closed."""
+    return min(int(probability * SCORE_BINS), SCORE_BINS - 1)
+
+
+def binned_seconds(seconds):
+    """A turnaround rounded to two significant digits (within 5 %): the percentiles' resolution."""
+    return float(f"{seconds:.2g}")
+
+
+def microseconds(seconds):
+    """A ReviewOutcome duration (a timedelta's seconds) back in the whole microseconds it came from."""
+    return round(seconds * 1_000_000)
+
+
+def tallies(outcome):
+    """[(summary table, key, increments)] that one ReviewOutcome row adds to the weekly summary; none
+    outside intended use. Keys and increments are field names (attnames) and values."""
+    if not outcome.within_intended_use:
+        return []
+    week = {"model_version_id": outcome.model_version_id, "week": week_of(outcome.uploaded_at)}
+    actual = int(outcome.actual_positive)
+    return [
+        (
+            "cell",
+            {
+                **week,
+                "threshold": outcome.threshold,
+                "actual_positive": outcome.actual_positive,
+                "predicted_positive": outcome.predicted_positive,
+            },
+            {
+                "n": 1,
+                **{f"{measure}_us": microseconds(getattr(outcome, f"{measure}_s")) for measure in MEASURES},
+            },
+        ),
+        (
+            "score",
+            {**week, "score_bin": score_bin(outcome.probability)},
+            {"positives": actual, "negatives": 1 - actual},
+        ),
+        *(
+            (
+                "turnaround",
+                {**week, "measure": measure, "seconds": binned_seconds(getattr(outcome, f"{measure}_s"))},
+                {"n": 1},
+            )
+            for measure in MEASURES
+        ),
+    ]
+
+
+def add_tallies(totals, outcome, sign=1):
+    """Adds (sign 1) or takes back (sign -1) an outcome's tallies into {(table, key items): increments}."""
+    for table, key, increments in tallies(outcome):
+        summed = totals.setdefault((table, tuple(key.items())), dict.fromkeys(increments, 0))
+        for name, value in increments.items():
+            summed[name] += sign * value
+
+
+def apply_to_summary(deltas):
+    """Adds each delta to its summary row in the database. A delta that takes something away applies
+    to a row the old outcome counted in (an UPDATE with F(); the row goes when it falls to zero); one
+    that only adds creates its row when missing (INSERT ... ON CONFLICT DO UPDATE: PostgreSQL checks
+    the inserted values, so a negative count cannot go through it). Rows are taken in one fixed order,
+    so two transactions never wait on each other in a cycle."""
+    for (table, key), increments in sorted(deltas.items(), key=lambda item: (item[0][0], repr(item[0][1]))):
+        model, key = SUMMARY_MODELS[table], dict(key)
+        if any(value < 0 for value in increments.values()):
+            model.objects.filter(**key).update(**{name: F(name) + value for name, value in increments.items()})
+            model.objects.filter(**key, **dict.fromkeys(increments, 0)).delete()
+        elif any(increments.values()):
+            add_or_create(model, key, increments)
+
+
+def add_or_create(model, key, increments):
+    """INSERT ... ON CONFLICT (key) DO UPDATE SET count = count + excluded.count (PostgreSQL and SQLite)."""
+    fields = {field.attname: field for field in model._meta.concrete_fields}
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    values = [fields[name].get_db_prep_value(value, connection) for name, value in (*key.items(), *increments.items())]
+    # Table and column names from the model, the values as parameters.
+    inserted = ", ".join(quote(fields[name].column) for name in (*key, *increments))
+    conflict = ", ".join(quote(fields[name].column) for name in key)
+    marks = ", ".join(["%s"] * len(values))
+    updates = ", ".join(f"{column} = {table}.{column} + excluded.{column}" for column in map(quote, increments))
+    statement = f"INSERT INTO {table} ({inserted}) VALUES ({marks}) ON CONFLICT ({conflict}) DO UPDATE SET {updates}"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(statement, values)
+
+
+def rebuild_review_summary(outcome_model=ReviewOutcome, summary_models=None):
+    """The weekly summary summed afresh from every ReviewOutcome row; returns how many rows it has.
+
+    The models are parameters so that a migration can run this on its historical models."""
+    summary_models = summary_models or SUMMARY_MODELS
+    totals = {}
+    for outcome in outcome_model.objects.filter(within_intended_use=True).iterator(chunk_size=REBUILD_BATCH):
+        add_tallies(totals, outcome)
+    with transaction.atomic():
+        for model in summary_models.values():
+            model.objects.all().delete()
+        for table, model in summary_models.items():
+            model.objects.bulk_create(
+                (model(**dict(key), **increments) for (kind, key), increments in totals.items() if kind == table),
+                batch_size=REBUILD_BATCH,
+            )
+    return len(totals)

@@ -96,7 +96,9 @@ def test_the_reliability_view_from_reviews_against_hand_computed_values(admin_ro
     # 0.2 normal, 0.1 normal; one per bin. The flagged ones (0.9 and 0.2) are left out.
     counts = [row["n"] for row in reliability["bins"]]
     assert counts == [0, 1, 1, 1, 0, 0, 1, 0, 1, 1]
-    assert reliability["bins"][8] == {"low": 0.8, "high": 0.9, "n": 1, "mean_probability": 0.8, "observed": 0.0}
+    # Each score counts at the middle of its bin of width 0.001: 0.8 as 0.8005.
+    assert reliability["bins"][8] == {"low": 0.8, "high": 0.9, "n": 1, "mean_probability": 0.8005, "observed": 0.0}
+    # Three terms gain 0.0005 (normal), three lose it (pneumonia).
     assert reliability["ece"] == pytest.approx((0.1 + 0.8 + 0.4 + 0.7 + 0.2 + 0.1) / 6)
     page = admin_role_client.get(reverse("dashboard"), {"model_version": "v1"}).content.decode()
     assert '<span id="reliability-ece">0.383</span>' in page

@@ -1,6 +1,7 @@
-"""The dashboard's figures, computed in SQL from the maintained ReviewOutcome summary, against the
-row-by-row computation they replaced (kept here as the reference) on random data, and the summary
-kept by the review action against a full rebuild."""
+"""The dashboard's figures, computed from the weekly summary the review action keeps (and, for the
+days of a week a date range cuts, from ReviewOutcome rows), against the row-by-row computation they
+replaced (kept here as the reference, on the binned scores and turnarounds the summary keeps) on
+random data, and the summaries kept by the review action against a full rebuild."""
 
 import datetime
 import random
@@ -14,17 +15,20 @@ from django.utils import timezone
 from classifier.metrics import binary_metrics, roc_auc
 from radiology.actions import clinical
 from radiology.dashboard import dashboard_metrics
-from radiology.models import Label, Review, ReviewOutcome, Scan
-from radiology.outcomes import rebuild_review_outcomes
+from radiology.models import Label, Review, ReviewOutcome, ReviewWeek, ReviewWeekScore, ReviewWeekTurnaround, Scan
+from radiology.monitoring import RELIABILITY_BINS
+from radiology.outcomes import SCORE_BINS, binned_seconds, rebuild_review_outcomes, rebuild_review_summary, score_bin
 from tests.factories import ModelVersionFactory, PredictionFactory
 
 # --- the reference: the row-by-row computation the dashboard used before it moved into SQL ---------
 
 
 def reference_outcomes(model_version=None, start=None, end=None):
+    """The within-use reviewed scans, one dict each."""
     latest_review = Review.objects.filter(scan=OuterRef("pk")).order_by("-created_at", "-pk")
     scans = (
         Scan.objects.filter(prediction__isnull=False, reviews__isnull=False)
+        .exclude(prediction__intended_use__within=False)
         .annotate(
             final_label=Subquery(latest_review.values("final_label")[:1]), first_reviewed_at=Min("reviews__created_at")
         )
@@ -55,7 +59,7 @@ def reference_outcomes(model_version=None, start=None, end=None):
 def reference_metrics_for(outcomes):
     actual = [o["actual"] for o in outcomes]
     metrics = binary_metrics(actual, [o["predicted"] for o in outcomes], 0.5)
-    metrics["auc"] = roc_auc(actual, [o["probability"] for o in outcomes])
+    metrics["auc"] = roc_auc(actual, [score_bin(o["probability"]) for o in outcomes])
     thresholds = sorted({o["threshold"] for o in outcomes})
     metrics["threshold"] = thresholds[0] if len(thresholds) == 1 else None
     metrics["thresholds"] = thresholds
@@ -66,14 +70,38 @@ def reference_metrics_for(outcomes):
 
 
 def reference_stats(seconds):
+    """Percentiles of the binned turnarounds, the mean of the exact ones."""
     if not seconds:
         return {"n": 0, "median_s": None, "p95_s": None, "mean_s": None}
     values = np.asarray(seconds, dtype=float)
+    binned = np.asarray([binned_seconds(value) for value in seconds])
     return {
         "n": int(values.size),
-        "median_s": float(np.median(values)),
-        "p95_s": float(np.percentile(values, 95)),
+        "median_s": float(np.median(binned)),
+        "p95_s": float(np.percentile(binned, 95)),
         "mean_s": float(values.mean()),
+    }
+
+
+def reference_reliability(outcomes):
+    """Each score at the middle of its bin, deciles as classifier.calibration's."""
+    bins = [[] for _ in range(RELIABILITY_BINS)]
+    for outcome in outcomes:
+        middle = (score_bin(outcome["probability"]) + 0.5) / SCORE_BINS
+        bins[min(int(middle * RELIABILITY_BINS), RELIABILITY_BINS - 1)].append((middle, outcome["actual"]))
+    ece = sum(len(b) / len(outcomes) * abs(np.mean([a for _, a in b]) - np.mean([m for m, _ in b])) for b in bins if b)
+    return {
+        "bins": [
+            {
+                "low": i / RELIABILITY_BINS,
+                "high": (i + 1) / RELIABILITY_BINS,
+                "n": len(b),
+                "mean_probability": float(np.mean([m for m, _ in b])) if b else None,
+                "observed": float(np.mean([a for _, a in b])) if b else None,
+            }
+            for i, b in enumerate(bins)
+        ],
+        "ece": float(ece) if outcomes else None,
     }
 
 
@@ -85,6 +113,7 @@ def reference_dashboard(model_version=None, start=None, end=None):
         for name in ("upload_to_prediction", "prediction_to_review")
     }
     metrics["model_versions"] = sorted({o["model_version"] for o in outcomes})
+    metrics["reliability"] = reference_reliability(outcomes)
     weeks = {}
     for outcome in outcomes:
         monday = outcome["uploaded_on"] - timedelta(days=outcome["uploaded_on"].weekday())
@@ -112,17 +141,21 @@ FIRST_UPLOAD = datetime.datetime(2026, 5, 4, 0, 0, tzinfo=UTC)
 @pytest.fixture
 def random_reviews(doctor, settings):
     """Two model versions, 160 predicted scans over seven weeks, about two thirds reviewed through the
-    review action (some corrected later), tied scores included."""
+    review action (some corrected later), tied scores and scores in one bin included, some outside
+    intended use."""
     settings.TIME_ZONE = "Europe/Berlin"  # weeks and days in a zone that is not UTC
     rng = random.Random(11)
     versions = [ModelVersionFactory(version="v1", threshold=0.5), ModelVersionFactory(version="v2", threshold=0.35)]
     reviewed = []
     for _ in range(160):
         uploaded = FIRST_UPLOAD + timedelta(minutes=rng.randrange(7 * 7 * 24 * 60))
-        probability = rng.choice([round(rng.random(), 2), rng.random()])  # many ties among the rounded
+        # Many ties among the rounded; others share a bin of width 0.001 without being equal.
+        probability = rng.choice([round(rng.random(), 2), rng.random(), 0.5 + rng.random() / 1000])
+        within = rng.random() < 0.9
         prediction = PredictionFactory(
             model_version=rng.choice(versions),
             probability=probability,
+            intended_use={"within": within, "reasons": [] if within else ["view"], "score": None},
             scan__uploaded_at=uploaded,
             created_at=uploaded + timedelta(seconds=rng.uniform(1, 900)),
         )
@@ -139,6 +172,7 @@ def random_reviews(doctor, settings):
 
 def assert_same(sql, reference):
     assert reference.keys() <= sql.keys()  # dashboard_metrics adds the intervals and the flagged, tested apart
+    assert sql["auc"] == reference["auc"]  # exactly: the same Mann-Whitney U of the same binned scores
     for key, expected in reference.items():
         if key == "by_week":
             assert len(sql[key]) == len(expected)
@@ -149,6 +183,10 @@ def assert_same(sql, reference):
         elif key == "turnaround":
             for name, stats in expected.items():
                 assert sql[key][name] == (pytest.approx(stats, rel=1e-9) if stats["n"] else stats), name
+        elif key == "reliability":
+            assert sql[key]["ece"] == (expected["ece"] and pytest.approx(expected["ece"], rel=1e-12))
+            for got, wanted in zip(sql[key]["bins"], expected["bins"], strict=True):
+                assert got == {k: pytest.approx(v, rel=1e-12) if v else v for k, v in wanted.items()}
         else:
             assert sql[key] == (pytest.approx(expected, rel=1e-12) if isinstance(expected, float) else expected), key
 
@@ -157,8 +195,11 @@ FILTERS = [
     {},
     {"model_version": "v1"},
     {"model_version": "v2"},
-    {"start": datetime.date(2026, 5, 12), "end": datetime.date(2026, 6, 1)},
+    {"start": datetime.date(2026, 5, 12), "end": datetime.date(2026, 6, 1)},  # days of weeks at both ends
+    {"start": datetime.date(2026, 5, 11), "end": datetime.date(2026, 6, 7)},  # whole weeks only
+    {"start": datetime.date(2026, 5, 13), "end": datetime.date(2026, 5, 16)},  # within one week
     {"model_version": "v1", "end": datetime.date(2026, 5, 20)},
+    {"model_version": "v2", "start": datetime.date(2026, 5, 27)},
     {"start": datetime.date(2027, 1, 1)},  # nothing in range
 ]
 
@@ -172,15 +213,20 @@ def test_sql_figures_equal_the_row_by_row_computation(random_reviews):
     assert everything["auc"] is not None and everything["threshold"] is None
 
 
-def outcome_table():
-    return sorted(ReviewOutcome.objects.values_list(*[field.attname for field in ReviewOutcome._meta.fields]))
+def table(model):
+    return sorted(model.objects.values_list(*[field.attname for field in model._meta.fields if field.name != "id"]))
 
 
-def test_the_summary_kept_by_the_review_action_equals_a_full_rebuild(random_reviews):
-    maintained = outcome_table()
+def test_the_summaries_kept_by_the_review_action_equal_a_full_rebuild(random_reviews):
+    maintained = table(ReviewOutcome)
     assert len(maintained) == Review.objects.values("scan").distinct().count()
     assert rebuild_review_outcomes() == len(maintained)
-    assert outcome_table() == maintained
+    assert table(ReviewOutcome) == maintained
+    summary_models = (ReviewWeek, ReviewWeekScore, ReviewWeekTurnaround)
+    maintained = [table(model) for model in summary_models]
+    assert sum(row[5] for row in maintained[0]) == ReviewOutcome.objects.filter(within_intended_use=True).count()
+    assert rebuild_review_summary() == sum(map(len, maintained))
+    assert [table(model) for model in summary_models] == maintained
 
 
 def test_a_correction_moves_the_scan_between_cells(doctor):

@@ -10,9 +10,11 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 
-from radiology.models import AuditEvent, Review, Scan
+from radiology.actions import clinical
+from radiology.models import AuditEvent, Review, ReviewWeek, ReviewWeekScore, ReviewWeekTurnaround, Scan
+from radiology.outcomes import rebuild_review_summary
 from tests.conftest import logged_in
-from tests.factories import PredictionFactory, UserFactory
+from tests.factories import ModelVersionFactory, PredictionFactory, UserFactory
 from tests.support.api import token_client
 
 URL = "/api/v1/reviews/"
@@ -156,3 +158,36 @@ def test_the_page_shows_what_was_recorded_meanwhile_and_keeps_the_note(doctor_cl
     assert f'name="supersedes" value="{recorded.pk}"' in page
     assert list(Review.objects.filter(scan=scan)) == [recorded]
     assert Scan.objects.get(pk=scan.pk).latest_review().final_label == "PNEUMONIA"
+
+
+def test_concurrent_reviews_of_scans_counted_in_the_same_summary_rows_all_add_up(transactional_db):
+    """Eight doctors at once: four first reviews and four corrections, all of one model version, week
+    and score bin, so that every transaction increments (or moves between) the same summary rows."""
+    version = ModelVersionFactory(version="v1", threshold=0.5)
+    scans = [PredictionFactory(model_version=version, probability=0.9).scan for _ in range(8)]
+    reviewer = UserFactory(username="first", role="doctor")
+    earlier = {scan.pk: clinical.review_scan(reviewer, scan, "confirm") for scan in scans[4:]}
+    actors = [UserFactory(username=f"doctor-{i}", role="doctor") for i in range(8)]
+
+    def review(actor, scan):
+        if scan.pk in earlier:
+            return lambda: clinical.review_scan(actor, scan, "override", "Clear.", supersedes=earlier[scan.pk])
+        return lambda: clinical.review_scan(actor, scan, "confirm")
+
+    race([review(actor, scan) for actor, scan in zip(actors, scans, strict=True)])
+
+    cells = dict(ReviewWeek.objects.values_list("actual_positive", "n"))
+    assert cells == {True: 4, False: 4}  # the corrected ones moved to "actual normal"
+    assert list(ReviewWeekScore.objects.values_list("positives", "negatives")) == [(4, 4)]
+    for measure in ReviewWeekTurnaround.Measure.values:
+        assert sum(ReviewWeekTurnaround.objects.filter(measure=measure).values_list("n", flat=True)) == 8
+
+    def summary():
+        return [
+            sorted(model.objects.values_list(*[f.attname for f in model._meta.fields if f.name != "id"]))
+            for model in (ReviewWeek, ReviewWeekScore, ReviewWeekTurnaround)
+        ]
+
+    maintained = summary()
+    rebuild_review_summary()
+    assert summary() == maintained
