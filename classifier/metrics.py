@@ -59,9 +59,8 @@ def roc_auc(y_true, y_score):
     order = np.argsort(y_score, kind="mergesort")
     sorted_scores = y_score[order]
     ranks = np.empty(y_score.size, dtype=float)
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    for start, count in zip(first, counts):
-        ranks[order[start : start + count]] = start + (count + 1) / 2.0
+    _, first, tie, counts = np.unique(sorted_scores, return_index=True, return_inverse=True, return_counts=True)
+    ranks[order] = (first + (counts + 1) / 2.0)[tie]  # each tied score at its group's average rank
     u = ranks[y_true == 1].sum() - n_positive * (n_positive + 1) / 2.0
     return float(u / (n_positive * n_negative))
 
