@@ -21,6 +21,7 @@ import math
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Max, Sum
 from django.utils import timezone
 
@@ -69,39 +70,75 @@ def whole_weeks(start, end):
 class Tallies:
     """The weekly summary's tallies of a set of within-use reviewed scans, summed by what the dashboard
     tells apart: `cells` {(week, version id, threshold, actual, predicted): [n, upload to prediction
-    µs, prediction to review µs]}, `scores` {(week, score bin): [positives, negatives]} and
-    `turnarounds` {(measure, binned seconds): [n]}."""
-
-    KEYS = {
-        "cell": ("week", "model_version_id", "threshold", "actual_positive", "predicted_positive"),
-        "score": ("week", "score_bin"),
-        "turnaround": ("measure", "seconds"),
-    }
+    µs, prediction to review µs]}, `scores` {score bin: [positives, negatives]} over all the weeks,
+    `weekly_u` {week: [Mann-Whitney U, positives, negatives]} and `turnarounds` {(measure, binned
+    seconds): [n]}."""
 
     def __init__(self):
-        self.cells, self.scores, self.turnarounds = {}, {}, {}
-        self.tables = {"cell": self.cells, "score": self.scores, "turnaround": self.turnarounds}
+        self.cells, self.scores, self.weekly_u, self.turnarounds = {}, {}, {}, {}
+        self.scores_by_week = {}  # of the rows read one by one, until add_weeks_u
 
     def add(self, table, key, increments):
-        """Adds one of radiology.outcomes.tallies."""
-        summed = self.tables[table].setdefault(tuple(key[name] for name in self.KEYS[table]), [0] * len(increments))
-        for i, value in enumerate(increments.values()):
-            summed[i] += value
+        """Adds one of radiology.outcomes.tallies (of a week whose figures come from its rows)."""
+        if table == "cell":
+            into = self.cells
+            key = tuple(key[name] for name in CELL_KEY)
+        elif table == "score":
+            add_to(self.scores_by_week.setdefault(key["week"], {}), key["score_bin"], increments.values())
+            into, key = self.scores, key["score_bin"]
+        else:
+            into, key = self.turnarounds, (key["measure"], key["seconds"])
+        add_to(into, key, increments.values())
 
-    def scores_by_bin(self):
-        """{score bin: [positives, negatives]} over all the weeks."""
-        by_bin = {}
-        for (_, score), (positives, negatives) in self.scores.items():
-            summed = by_bin.setdefault(score, [0, 0])
-            summed[0] += positives
-            summed[1] += negatives
-        return by_bin
+    def add_weeks_u(self):
+        """The U of each week whose scores were added one by one."""
+        for week, bins in self.scores_by_week.items():
+            self.weekly_u[week] = [
+                mann_whitney_u(bins[score] for score in sorted(bins)),
+                sum(positives for positives, _ in bins.values()),
+                sum(negatives for _, negatives in bins.values()),
+            ]
+        self.scores_by_week = {}
+
+
+CELL_KEY = ("week", "model_version_id", "threshold", "actual_positive", "predicted_positive")
+
+
+def add_to(totals, key, values):
+    summed = totals.setdefault(key, [0] * len(values))
+    for i, value in enumerate(values):
+        summed[i] += value
+
+
+def mann_whitney_u(bins):
+    """U of [(positives, negatives)] in increasing score order: each positive beats the negatives of
+    lower bins and ties half of those in its own bin. WEEKLY_U is the same sum in SQL."""
+    u, below = 0.0, 0
+    for positives, negatives in bins:
+        u += positives * (below + negatives / 2.0)
+        below += negatives
+    return u
+
+
+# Per week of the summary, U (as mann_whitney_u), positives and negatives; {bins} is the summary's
+# rows grouped by week and score bin.
+WEEKLY_U = """
+    SELECT week, SUM(positives * (negatives_below + negatives / 2.0)), SUM(positives), SUM(negatives)
+    FROM (
+        SELECT week, positives, negatives,
+               SUM(negatives) OVER (PARTITION BY week ORDER BY score_bin ROWS UNBOUNDED PRECEDING)
+                   - negatives AS negatives_below
+        FROM ({bins}) AS bins
+    ) AS ranked
+    GROUP BY week
+"""
 
 
 def review_tallies(model_version=None, start=None, end=None):
     """Tallies of the within-use reviewed scans uploaded from `start` to `end` (dates inclusive), by one
-    model version (a ModelVersion or its name) or all: the whole weeks from the summary tables (few
-    rows each, grouped over the versions), the other days from their ReviewOutcome rows."""
+    model version (a ModelVersion or its name) or all: the whole weeks from the summary tables (the
+    weekly U computed in the database, so only a row per week, per score bin and per turnaround
+    value comes back), the other days from their ReviewOutcome rows."""
     found = Tallies()
     rows = outcome_rows(model_version, start, end).filter(within_intended_use=True)
     weeks = whole_weeks(start, end)
@@ -115,40 +152,44 @@ def review_tallies(model_version=None, start=None, end=None):
         if after is not None:
             summary["week__lt"], taken["uploaded_at__lt"] = after, start_of_day(after)
         rows = rows.exclude(**taken) if taken else rows.none()
-        cells = ReviewWeek.objects.filter(**summary).values_list(
-            *Tallies.KEYS["cell"], "n", *(f"{measure}_us" for measure in MEASURES)
+        for week, version, threshold, actual, predicted, *values in ReviewWeek.objects.filter(**summary).values_list(
+            *CELL_KEY, "n", *(f"{measure}_us" for measure in MEASURES)
+        ):
+            found.cells[week, version, threshold, actual, predicted] = values
+        scores = ReviewWeekScore.objects.filter(**summary).order_by()
+        for score, positives, negatives in (
+            scores.values("score_bin")
+            .annotate(p=Sum("positives"), n=Sum("negatives"))
+            .values_list("score_bin", "p", "n")
+        ):
+            found.scores[score] = [positives, negatives]
+        by_week_and_bin = scores.values("week", "score_bin").annotate(
+            positives=Sum("positives"), negatives=Sum("negatives")
         )
-        scores = (
-            ReviewWeekScore.objects.filter(**summary)
-            .values(*Tallies.KEYS["score"])
-            .annotate(positives=Sum("positives"), negatives=Sum("negatives"))
-            .order_by()
-            .values_list(*Tallies.KEYS["score"], "positives", "negatives")
-        )
-        turnarounds = (
+        bins, params = by_week_and_bin.values_list(
+            "week", "score_bin", "positives", "negatives"
+        ).query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(WEEKLY_U.format(bins=bins), params)
+            for week, u, positives, negatives in cursor.fetchall():
+                found.weekly_u[week] = [float(u), int(positives), int(negatives)]
+        for measure, seconds, n in (
             ReviewWeekTurnaround.objects.filter(**summary)
-            .values(*Tallies.KEYS["turnaround"])
-            .annotate(total=Sum("n"))
             .order_by()
-            .values_list(*Tallies.KEYS["turnaround"], "total")
-        )
-        for table, summed in (("cell", cells), ("score", scores), ("turnaround", turnarounds)):
-            width = len(Tallies.KEYS[table])
-            found.tables[table].update((row[:width], list(row[width:])) for row in summed)
+            .values("measure", "seconds")
+            .annotate(total=Sum("n"))
+            .values_list("measure", "seconds", "total")
+        ):
+            found.turnarounds[measure, seconds] = [n]
     for outcome in rows:
         for table, key, increments in tallies(outcome):
             found.add(table, key, increments)
+    found.add_weeks_u()
     return found
 
 
-def mann_whitney_u(bins):
-    """U of [(positives, negatives)] in increasing score order: each positive beats the negatives of
-    lower bins and ties half of those in its own bin."""
-    u, below = 0.0, 0
-    for positives, negatives in bins:
-        u += positives * (below + negatives / 2.0)
-        below += negatives
-    return u
+def auc(u, positives, negatives):
+    return u / (positives * negatives) if positives and negatives else None
 
 
 def auc_of(bins):
@@ -156,9 +197,7 @@ def auc_of(bins):
     classifier.metrics.roc_auc of the binned scores."""
     positives = sum(p for p, _ in bins.values())
     negatives = sum(n for _, n in bins.values())
-    if not positives or not negatives:
-        return None
-    return mann_whitney_u(bins[score] for score in sorted(bins)) / (positives * negatives)
+    return auc(mann_whitney_u(bins[score] for score in sorted(bins)), positives, negatives)
 
 
 def percentile(histogram, count, q):
@@ -223,11 +262,8 @@ def metrics_of(found) -> dict:
             sums[measure] += duration
         version_ids.add(version)
         thresholds.add(threshold)
-    scores_by_week = {}
-    for (week, score), counts in found.scores.items():
-        scores_by_week.setdefault(week, {})[score] = counts
     metrics = headline(totals)
-    metrics["auc"] = auc_of(found.scores_by_bin())
+    metrics["auc"] = auc_of(found.scores)
     metrics["threshold"] = next(iter(thresholds)) if len(thresholds) == 1 else None
     metrics["thresholds"] = sorted(thresholds)
     metrics["turnaround"] = turnaround(found, metrics["n"], sums)
@@ -241,7 +277,7 @@ def metrics_of(found) -> dict:
             {
                 "week_start": week.isoformat(),
                 **{key: week_metrics[key] for key in ("n", "accuracy", "sensitivity", "specificity")},
-                "auc": auc_of(scores_by_week.get(week, {})),
+                "auc": auc(*found.weekly_u.get(week, (0.0, 0, 0))),
                 "override_rate": week_metrics["override_rate"],
             }
         )
@@ -269,7 +305,7 @@ def dashboard_metrics(model_version=None, start=None, end=None) -> dict:
     cached = cache.get(key)
     if cached is None:
         found = review_tallies(model_version, start, end)
-        cached = {**metrics_of(found), "reliability": reliability_of(found.scores_by_bin())}
+        cached = {**metrics_of(found), "reliability": reliability_of(found.scores)}
         cache.set(key, cached, CACHE_SECONDS)
     latest_prediction = Prediction.objects.aggregate(latest=Max("pk"))["latest"]
     flagged_key = "dashboard-flagged:" + hashlib.sha256(repr((*filters, latest_prediction)).encode()).hexdigest()

@@ -178,6 +178,7 @@ def assert_same(sql, reference):
             assert len(sql[key]) == len(expected)
             for week, expected_week in zip(sql[key], expected, strict=True):
                 assert week["week_start"] == expected_week["week_start"]
+                assert week["auc"] == expected_week["auc"]  # exactly, whether computed in SQL or not
                 for key, value in expected_week.items():
                     assert week[key] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value), key
         elif key == "turnaround":
