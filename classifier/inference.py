@@ -191,29 +191,34 @@ def _compiled_call(model):
     return call
 
 
-def _compiled_gradcam(keras_model, layer_name):
+def _compiled_gradcam(keras_model, layer_names):
     """One traced function: conv activations weighted by pooled gradients of the logit.
 
     The gradient is taken of the head's logit rather than its sigmoid, which rounds to
-    exactly 1.0 for confident scans and would leave no gradient to explain.
+    exactly 1.0 for confident scans and would leave no gradient to explain. An ensemble names one
+    conv layer per member (classifier.ensemble): their weighted maps are summed, each being that
+    member's part of the shared logit.
     """
     import keras
     import tensorflow as tf
 
     head = keras_model.get_layer(OUTPUT_LAYER)
-    conv_output = keras_model.get_layer(layer_name).output
-    to_conv = keras.Model(keras_model.input, conv_output)
-    conv_to_head = keras.Model(conv_output, head.input)
+    conv_outputs = [keras_model.get_layer(name).output for name in as_list(layer_names)]
+    to_conv = keras.Model(keras_model.input, conv_outputs)
+    conv_to_head = keras.Model(conv_outputs, head.input)
 
     @tf.function(reduce_retracing=True)
     def step(batch):
-        conv = to_conv(batch, training=False)
+        convs = as_list(to_conv(batch, training=False))
         with tf.GradientTape() as tape:
-            tape.watch(conv)
-            pooled = conv_to_head(conv, training=False)
+            tape.watch(convs)
+            pooled = conv_to_head(convs, training=False)
             logit = tf.matmul(pooled, head.kernel) + head.bias
-        gradients = tape.gradient(logit, conv)
-        channel_weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-        return tf.nn.relu(tf.reduce_sum(conv * channel_weights, axis=-1))
+        gradients = tape.gradient(logit, convs)
+        weighted = [
+            tf.reduce_sum(conv * tf.reduce_mean(gradient, axis=(1, 2), keepdims=True), axis=-1)
+            for conv, gradient in zip(convs, gradients)
+        ]
+        return tf.nn.relu(tf.add_n(weighted))
 
     return step

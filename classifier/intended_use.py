@@ -99,7 +99,7 @@ def feature_layers(keras_model, gradcam_layer):
     """The layers whose pooled outputs are measured: the MobileNetV2 blocks the model has, else
     (another network, the tests' tiny one) its last convolutional layer."""
     names = {layer.name for layer in keras_model.layers}
-    return [name for name in MOBILENET_V2_FEATURE_LAYERS if name in names] or [gradcam_layer]
+    return [name for name in MOBILENET_V2_FEATURE_LAYERS if name in names] or as_list(gradcam_layer)[:1]
 
 
 def feature_model(keras_model, layers):

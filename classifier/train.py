@@ -16,6 +16,7 @@ from classifier import artifact, data
 from classifier.augment import augment_grayscale
 from classifier.calibration import apply as apply_calibration
 from classifier.calibration import platt_calibration
+from classifier.ensemble import combine
 from classifier.evaluate import score_images
 from classifier.inference import Predictor
 from classifier.intended_use import DEFAULT_FALSE_FLAG_RATE
@@ -49,6 +50,7 @@ class TrainingConfig:
     finetune_learning_rate: float = 1e-4
     batch_size: int = 32
     dropout: float = 0.3
+    label_smoothing: float = 0.0  # targets 0 -> s/2 and 1 -> 1 - s/2: a softer, less over-confident fit
     patience: int = 3
     validation_fraction: float = 0.15
     seed: int = 1337
@@ -144,12 +146,13 @@ def fit_phase(
     learning_rate,
     epochs,
     patience,
+    label_smoothing=0.0,
     log_csv=None,
     verbose=2,
 ):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss="binary_crossentropy",
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing),
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
     )
     callbacks = [
@@ -218,6 +221,7 @@ def train(config, log=print):
             config.head_learning_rate,
             config.head_epochs,
             config.patience,
+            config.label_smoothing,
             log_csv,
         )
     }
@@ -234,6 +238,7 @@ def train(config, log=print):
         config.finetune_learning_rate,
         config.finetune_epochs,
         config.patience,
+        config.label_smoothing,
         log_csv,
     )
 
@@ -243,6 +248,39 @@ def train(config, log=print):
             "split": split,
             "class_weights": {str(k): v for k, v in weights.items()},
             "history": history,
+        },
+    }
+    return calibrate_and_save(model, config, train_images, validation_images, metadata, log)
+
+
+def train_ensemble(config, member_paths, log=print):
+    """Combines models already trained on the same data and split (classifier.ensemble) into one,
+    then calibrates and saves it as `train` does; -> path of the saved `.keras` file."""
+    train_images, validation_images, split = split_data(config, log)
+    members, summaries = [], []
+    for path in member_paths:
+        member_metadata = artifact.verified_metadata(path)
+        if member_metadata["training"]["split"] != split or member_metadata["input_size"] != config.input_size:
+            raise ValueError(f"{path} was trained on another split or input size than --data gives")
+        members.append(artifact.load_keras_model(path))
+        summaries.append(
+            {
+                "version": member_metadata["version"],
+                "alpha": member_metadata["alpha"],
+                "sha256": member_metadata["sha256"],
+                "validation_auc": member_metadata["validation"]["auc"],
+                "training_config": member_metadata["training"]["config"],
+            }
+        )
+        log(f"member {member_metadata['version']}: validation AUC {member_metadata['validation']['auc']:.4f}")
+    model, gradcam_layers = combine(members, gradcam_layer_name(config.backbone))
+    metadata = {
+        "alpha": [summary["alpha"] for summary in summaries],
+        "gradcam_layer": gradcam_layers,
+        "training": {
+            "config": {**asdict(config), "weights": None},
+            "split": split,
+            "ensemble": {"combination": "mean of the members' logits", "members": summaries},
         },
     }
     return calibrate_and_save(model, config, train_images, validation_images, metadata, log)
@@ -266,12 +304,12 @@ def calibrate_and_save(model, config, train_images, validation_images, metadata,
         model,
         keras_path,
         {
-            **metadata,
             "version": config.version,
             "backbone": config.backbone,
             "alpha": config.alpha,
             "input_size": size,
             "gradcam_layer": gradcam_layer_name(config.backbone),
+            **metadata,  # an ensemble's own alpha (one per member) and Grad-CAM layers
             "threshold": None,  # chosen below from the saved model's own scores
         },
         test_time_zooms=zooms,

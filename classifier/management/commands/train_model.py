@@ -45,6 +45,9 @@ class Command(BaseCommand):
         parser.add_argument("--head-epochs", type=int, default=3, help="phase 1 (frozen backbone) epochs")
         parser.add_argument("--finetune-layers", type=int, default=100, help="top backbone layers to unfreeze")
         parser.add_argument("--batch-size", type=int, default=32)
+        parser.add_argument(
+            "--label-smoothing", type=float, default=0.0, help="binary label smoothing (default 0: none)"
+        )
         parser.add_argument("--patience", type=int, default=3, help="early stopping on validation AUC")
         parser.add_argument("--validation-fraction", type=float, default=0.15)
         parser.add_argument("--seed", type=int, default=1337)
@@ -72,6 +75,13 @@ class Command(BaseCommand):
             help="share of the validation split the intended-use image check may flag (default 0.02)",
         )
         parser.add_argument(
+            "--ensemble-of",
+            nargs="+",
+            metavar="MODEL",
+            help="instead of training: combine these .keras models, trained on the same --data and split, "
+            "into one (the mean of their logits), then calibrate and save it as training does",
+        )
+        parser.add_argument(
             "--split-only",
             action="store_true",
             help="only link the patient-wise validation split into RUN_DIR/validation-split "
@@ -79,7 +89,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        from classifier.train import TrainingConfig, split_data, train
+        from classifier.train import TrainingConfig, split_data, train, train_ensemble
 
         ages = parse_ages(options["ages"])
 
@@ -99,6 +109,7 @@ class Command(BaseCommand):
             finetune_epochs=options["epochs"],
             finetune_layers=options["finetune_layers"],
             batch_size=options["batch_size"],
+            label_smoothing=options["label_smoothing"],
             patience=options["patience"],
             validation_fraction=options["validation_fraction"],
             seed=options["seed"],
@@ -112,7 +123,10 @@ class Command(BaseCommand):
         if options["split_only"]:
             split_data(config, log=self.stdout.write)
             return
-        path = train(config, log=self.stdout.write)
+        if options["ensemble_of"]:
+            path = train_ensemble(config, options["ensemble_of"], log=self.stdout.write)
+        else:
+            path = train(config, log=self.stdout.write)
         self.stdout.write(self.style.SUCCESS(f"trained {path}"))
 
 
