@@ -67,6 +67,24 @@ def whole_weeks(start, end):
     return first, after
 
 
+def summarized_weeks(model_version, start, end, uploaded):
+    """(filter of a weekly summary's rows for the whole weeks from `start` to `end` by one version or
+    all, None when no whole week lies in the range; filter of the upload times, under the lookup
+    `uploaded`, that those weeks cover: the rows in range but not covered are read one by one)."""
+    weeks = whole_weeks(start, end)
+    if weeks is None:
+        return None, {}
+    first, after = weeks
+    summary, covered = {}, {}
+    if model_version is not None:
+        summary["model_version__version"] = version_name(model_version)
+    if first is not None:
+        summary["week__gte"], covered[f"{uploaded}__gte"] = first, start_of_day(first)
+    if after is not None:
+        summary["week__lt"], covered[f"{uploaded}__lt"] = after, start_of_day(after)
+    return summary, covered
+
+
 class Tallies:
     """The weekly summary's tallies of a set of within-use reviewed scans, summed by what the dashboard
     tells apart: `cells` {(week, version id, threshold, actual, predicted): [n, upload to prediction
@@ -141,17 +159,9 @@ def review_tallies(model_version=None, start=None, end=None):
     value comes back), the other days from their ReviewOutcome rows."""
     found = Tallies()
     rows = outcome_rows(model_version, start, end).filter(within_intended_use=True)
-    weeks = whole_weeks(start, end)
-    if weeks is not None:
-        first, after = weeks
-        summary, taken = {}, {}
-        if model_version is not None:
-            summary["model_version__version"] = version_name(model_version)
-        if first is not None:
-            summary["week__gte"], taken["uploaded_at__gte"] = first, start_of_day(first)
-        if after is not None:
-            summary["week__lt"], taken["uploaded_at__lt"] = after, start_of_day(after)
-        rows = rows.exclude(**taken) if taken else rows.none()
+    summary, covered = summarized_weeks(model_version, start, end, "uploaded_at")
+    if summary is not None:
+        rows = rows.exclude(**covered) if covered else rows.none()
         for week, version, threshold, actual, predicted, *values in ReviewWeek.objects.filter(**summary).values_list(
             *CELL_KEY, "n", *(f"{measure}_us" for measure in MEASURES)
         ):

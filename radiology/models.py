@@ -5,7 +5,7 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from classifier.models import ModelVersion
@@ -185,8 +185,13 @@ class Prediction(models.Model):
         return f"{self.label} ({self.probability:.3f}) for scan {self.scan_id}"
 
     def save(self, *args, **kwargs):
+        """Also moves the prediction's counts in the weekly PredictionWeek summary, in the same
+        transaction (bulk_create and QuerySet.update() bypass it: rebuild_prediction_summary after them)."""
+        from radiology.outcomes import refresh_prediction_week
+
         self.triage_score = triage_score(self.probability, self.threshold)
-        super().save(*args, **kwargs)
+        with transaction.atomic():
+            refresh_prediction_week(self, lambda: super(Prediction, self).save(*args, **kwargs))
 
     @property
     def outside_intended_use(self):
@@ -382,6 +387,27 @@ class ReviewWeekTurnaround(models.Model):
 
     def __str__(self):
         return f"{self.n} x {self.measure} {self.seconds} s of {self.model_version_id} in the week of {self.week}"
+
+
+class PredictionWeek(models.Model):
+    """Predictions of one model version for scans uploaded in one week (Monday, site's time zone),
+    counted by what the dashboard's flagged figures tell apart: `counted` is "predicted", "unchecked"
+    (made before the intended-use check existed), "flagged" (outside intended use) or "flagged:<reason>".
+    Kept by Prediction.save() in the prediction's transaction (radiology/outcomes.py), so that the
+    flagged counts read a row per version, week and count whatever the number of scans."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    week = models.DateField()
+    counted = models.CharField(max_length=32)
+    n = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model_version", "week", "counted"], name="one_prediction_week_per_count")
+        ]
+
+    def __str__(self):
+        return f"{self.n} {self.counted} of {self.model_version_id} in the week of {self.week}"
 
 
 class ChallengerPrediction(models.Model):

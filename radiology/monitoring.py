@@ -4,7 +4,8 @@
   Hanley-McNeil for the AUC, which needs only the AUC and the class counts the SQL pass gives)
   and a "too few reviews" state below MIN_REVIEWS.
 - `outside_intended_use`: of the scans predicted in the period, how many were outside the model's
-  intended use (classifier.intended_use): count, share with its interval, by reason, by week.
+  intended use (classifier.intended_use): count, share with its interval, by reason, by week, from
+  the weekly PredictionWeek counts (and the rows of the weeks a date range cuts).
 - `reliability_of`: predicted probability bins against the doctors' final labels (from the
   dashboard's score histogram).
 - `drift`: per week, the population stability index of the probabilities and image scores against
@@ -18,7 +19,7 @@ import hashlib
 import math
 
 from django.core.cache import cache
-from django.db.models import Case, Count, F, FloatField, IntegerField, Max, Q, Value, When
+from django.db.models import Case, Count, F, FloatField, IntegerField, Max, Sum, Value, When
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, TruncWeek
 from django.utils import timezone
@@ -28,9 +29,9 @@ from classifier.metrics import binary_metrics
 from classifier.models import ModelVersion
 from classifier.statistics import wilson_interval
 from classifier.threshold import DEFAULT_RULE, choose_threshold
-from radiology.dashboard import CACHE_SECONDS, start_of_day
-from radiology.models import Prediction, Review, ReviewOutcome
-from radiology.outcomes import SCORE_BINS
+from radiology.dashboard import CACHE_SECONDS, start_of_day, summarized_weeks
+from radiology.models import Prediction, PredictionWeek, Review, ReviewOutcome
+from radiology.outcomes import SCORE_BINS, prediction_tallies
 
 MIN_REVIEWS = 30  # below this, the page and the API say the figures are too few to judge by
 Z_95 = 1.959963984540054
@@ -83,41 +84,55 @@ def predictions_in(model_version=None, start=None, end=None):
     return rows
 
 
-FLAGGED = Q(intended_use__within=False)
+def prediction_counts(model_version=None, start=None, end=None):
+    """{(week, counted): n} of the predictions of scans uploaded from `start` to `end` (dates
+    inclusive), by one version or all (radiology.models.PredictionWeek's counts): the whole weeks from
+    that summary, the days of the weeks the range cuts from their Prediction rows."""
+    counts = {}
+    rows = predictions_in(model_version, start, end)
+    summary, covered = summarized_weeks(model_version, start, end, "scan__uploaded_at")
+    if summary is not None:
+        rows = rows.exclude(**covered) if covered else rows.none()
+        for week, counted, n in (
+            PredictionWeek.objects.filter(**summary)
+            .order_by()
+            .values("week", "counted")
+            .annotate(total=Sum("n"))
+            .values_list("week", "counted", "total")
+        ):
+            counts[week, counted] = n
+    for row in rows.values_list("model_version_id", "scan__uploaded_at", "intended_use"):
+        for _, key, increments in prediction_tallies(*row):
+            counts[key["week"], key["counted"]] = counts.get((key["week"], key["counted"]), 0) + increments["n"]
+    return counts
 
 
 def outside_intended_use(model_version=None, start=None, end=None):
     """{predicted, flagged, share, share_interval, unchecked, by_reason: {code: count}, by_week: [...]}.
 
     `unchecked` counts predictions made before the check existed (counted as within)."""
-    rows = predictions_in(model_version, start, end)
-    totals = rows.aggregate(
-        predicted=Count("pk"),
-        flagged=Count("pk", filter=FLAGGED),
-        unchecked=Count("pk", filter=Q(intended_use__isnull=True)),
-        **{code: Count("pk", filter=FLAGGED & Q(intended_use__reasons__contains=[code])) for code in REASON_TEXT},
-    )
-    weeks = (
-        rows.annotate(week=TruncWeek("scan__uploaded_at"))
-        .order_by("week")
-        .values("week")
-        .annotate(predicted=Count("pk"), flagged=Count("pk", filter=FLAGGED))
-    )
+    counts = prediction_counts(model_version, start, end)
+    totals, weeks = {}, {}
+    for (week, counted), n in counts.items():
+        totals[counted] = totals.get(counted, 0) + n
+        if counted in ("predicted", "flagged"):
+            weeks.setdefault(week, {"predicted": 0, "flagged": 0})[counted] += n
+    predicted, flagged = totals.get("predicted", 0), totals.get("flagged", 0)
     return {
-        "predicted": totals["predicted"],
-        "flagged": totals["flagged"],
-        "share": totals["flagged"] / totals["predicted"] if totals["predicted"] else None,
-        "share_interval": interval(wilson_interval(totals["flagged"], totals["predicted"])),
-        "unchecked": totals["unchecked"],
-        "by_reason": {code: totals[code] for code in REASON_TEXT},
+        "predicted": predicted,
+        "flagged": flagged,
+        "share": flagged / predicted if predicted else None,
+        "share_interval": interval(wilson_interval(flagged, predicted)),
+        "unchecked": totals.get("unchecked", 0),
+        "by_reason": {code: totals.get(f"flagged:{code}", 0) for code in REASON_TEXT},
         "by_week": [
             {
-                "week_start": timezone.localtime(week["week"]).date().isoformat(),
-                "predicted": week["predicted"],
-                "flagged": week["flagged"],
-                "share": week["flagged"] / week["predicted"],
+                "week_start": week.isoformat(),
+                "predicted": weeks[week]["predicted"],
+                "flagged": weeks[week]["flagged"],
+                "share": weeks[week]["flagged"] / weeks[week]["predicted"],
             }
-            for week in weeks
+            for week in sorted(weeks)
         ],
     }
 

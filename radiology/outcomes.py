@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from radiology.models import (
     Label,
+    Prediction,
+    PredictionWeek,
     Review,
     ReviewOutcome,
     ReviewWeek,
@@ -34,7 +36,13 @@ from radiology.models import (
 REBUILD_BATCH = 5000
 SCORE_BINS = 1000  # probability bins of width 0.001
 MEASURES = ReviewWeekTurnaround.Measure.values
-SUMMARY_MODELS = {"cell": ReviewWeek, "score": ReviewWeekScore, "turnaround": ReviewWeekTurnaround}
+SUMMARY_MODELS = {
+    "cell": ReviewWeek,
+    "score": ReviewWeekScore,
+    "turnaround": ReviewWeekTurnaround,
+    "prediction": PredictionWeek,
+}
+REVIEW_SUMMARY = ("cell", "score", "turnaround")
 
 
 def computed_outcomes(scans, review_model=Review, outcome_model=ReviewOutcome):
@@ -97,11 +105,11 @@ def refresh_review_outcome(scan_id):
     commit with them."""
     deltas = {}
     for outcome in ReviewOutcome.objects.filter(scan_id=scan_id):
-        add_tallies(deltas, outcome, -1)
+        add_tallies(deltas, tallies(outcome), -1)
     ReviewOutcome.objects.filter(scan_id=scan_id).delete()
     for outcome in computed_outcomes(Scan.objects.filter(pk=scan_id)):
         outcome.save(force_insert=True)
-        add_tallies(deltas, outcome)
+        add_tallies(deltas, tallies(outcome))
     apply_to_summary(deltas)
 
 
@@ -183,9 +191,10 @@ def tallies(outcome):
     ]
 
 
-def add_tallies(totals, outcome, sign=1):
-    """Adds (sign 1) or takes back (sign -1) an outcome's tallies into {(table, key items): increments}."""
-    for table, key, increments in tallies(outcome):
+def add_tallies(totals, counted, sign=1):
+    """Adds (sign 1) or takes back (sign -1) tallies (of `tallies` or `prediction_tallies`) into
+    {(table, key items): increments}."""
+    for table, key, increments in counted:
         summed = totals.setdefault((table, tuple(key.items())), dict.fromkeys(increments, 0))
         for name, value in increments.items():
             summed[name] += sign * value
@@ -226,10 +235,10 @@ def rebuild_review_summary(outcome_model=ReviewOutcome, summary_models=None):
     """The weekly summary summed afresh from every ReviewOutcome row; returns how many rows it has.
 
     The models are parameters so that a migration can run this on its historical models."""
-    summary_models = summary_models or SUMMARY_MODELS
+    summary_models = summary_models or {table: SUMMARY_MODELS[table] for table in REVIEW_SUMMARY}
     totals = {}
     for outcome in outcome_model.objects.filter(within_intended_use=True).iterator(chunk_size=REBUILD_BATCH):
-        add_tallies(totals, outcome)
+        add_tallies(totals, tallies(outcome))
     with transaction.atomic():
         for model in summary_models.values():
             model.objects.all().delete()
@@ -238,4 +247,54 @@ def rebuild_review_summary(outcome_model=ReviewOutcome, summary_models=None):
                 (model(**dict(key), **increments) for (kind, key), increments in totals.items() if kind == table),
                 batch_size=REBUILD_BATCH,
             )
+    return len(totals)
+
+
+# --- the predictions' weekly counts -----------------------------------------------------------------
+
+
+def prediction_tallies(model_version_id, uploaded_at, intended_use):
+    """[(table, key, increments)] that one prediction adds to PredictionWeek."""
+    flagged = isinstance(intended_use, dict) and intended_use.get("within") is False
+    counted = ["predicted"]
+    if intended_use is None:
+        counted.append("unchecked")
+    if flagged:
+        counted += ["flagged", *(f"flagged:{reason}" for reason in sorted(set(intended_use.get("reasons") or [])))]
+    week = {"model_version_id": model_version_id, "week": week_of(uploaded_at)}
+    return [("prediction", {**week, "counted": name}, {"n": 1}) for name in counted]
+
+
+def refresh_prediction_week(prediction, save):
+    """Runs `save` (the prediction's row written) and moves the prediction's counts from what the
+    database held before to what it holds now. Call inside a transaction."""
+    deltas = {}
+    before = (
+        Prediction.objects.filter(pk=prediction.pk)
+        .values_list("model_version_id", "scan__uploaded_at", "intended_use")
+        .first()
+        if prediction.pk is not None
+        else None
+    )
+    if before is not None:
+        add_tallies(deltas, prediction_tallies(*before), -1)
+    save()
+    add_tallies(
+        deltas, prediction_tallies(prediction.model_version_id, prediction.scan.uploaded_at, prediction.intended_use)
+    )
+    apply_to_summary(deltas)
+
+
+def rebuild_prediction_summary(prediction_model=Prediction, week_model=PredictionWeek):
+    """PredictionWeek counted afresh from every prediction; returns how many rows it has. The models
+    are parameters so that a migration can run this on its historical models."""
+    totals = {}
+    rows = prediction_model.objects.values_list("model_version_id", "scan__uploaded_at", "intended_use")
+    for row in rows.iterator(chunk_size=REBUILD_BATCH):
+        add_tallies(totals, prediction_tallies(*row))
+    with transaction.atomic():
+        week_model.objects.all().delete()
+        week_model.objects.bulk_create(
+            (week_model(**dict(key), **increments) for (_, key), increments in totals.items()), batch_size=REBUILD_BATCH
+        )
     return len(totals)

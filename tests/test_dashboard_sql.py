@@ -12,12 +12,30 @@ import pytest
 from django.db.models import Min, OuterRef, Subquery
 from django.utils import timezone
 
+from classifier.intended_use import REASON_TEXT
 from classifier.metrics import binary_metrics, roc_auc
 from radiology.actions import clinical
 from radiology.dashboard import dashboard_metrics
-from radiology.models import Label, Review, ReviewOutcome, ReviewWeek, ReviewWeekScore, ReviewWeekTurnaround, Scan
+from radiology.models import (
+    Label,
+    Prediction,
+    PredictionWeek,
+    Review,
+    ReviewOutcome,
+    ReviewWeek,
+    ReviewWeekScore,
+    ReviewWeekTurnaround,
+    Scan,
+)
 from radiology.monitoring import RELIABILITY_BINS
-from radiology.outcomes import SCORE_BINS, binned_seconds, rebuild_review_outcomes, rebuild_review_summary, score_bin
+from radiology.outcomes import (
+    SCORE_BINS,
+    binned_seconds,
+    rebuild_prediction_summary,
+    rebuild_review_outcomes,
+    rebuild_review_summary,
+    score_bin,
+)
 from tests.factories import ModelVersionFactory, PredictionFactory
 
 # --- the reference: the row-by-row computation the dashboard used before it moved into SQL ---------
@@ -151,11 +169,12 @@ def random_reviews(doctor, settings):
         uploaded = FIRST_UPLOAD + timedelta(minutes=rng.randrange(7 * 7 * 24 * 60))
         # Many ties among the rounded; others share a bin of width 0.001 without being equal.
         probability = rng.choice([round(rng.random(), 2), rng.random(), 0.5 + rng.random() / 1000])
-        within = rng.random() < 0.9
+        reasons = rng.sample(["age", "view", "image"], rng.randrange(1, 3)) if rng.random() < 0.1 else []
+        intended_use = None if rng.random() < 0.1 else {"within": not reasons, "reasons": reasons, "score": None}
         prediction = PredictionFactory(
             model_version=rng.choice(versions),
             probability=probability,
-            intended_use={"within": within, "reasons": [] if within else ["view"], "score": None},
+            intended_use=intended_use,
             scan__uploaded_at=uploaded,
             created_at=uploaded + timedelta(seconds=rng.uniform(1, 900)),
         )
@@ -205,10 +224,44 @@ FILTERS = [
 ]
 
 
+def reference_flagged(model_version=None, start=None, end=None):
+    """outside_intended_use, one prediction at a time."""
+    totals = {"predicted": 0, "flagged": 0, "unchecked": 0}
+    by_reason, weeks = dict.fromkeys(REASON_TEXT, 0), {}
+    for prediction in Prediction.objects.select_related("scan", "model_version"):
+        day = timezone.localdate(prediction.scan.uploaded_at)
+        if (model_version and prediction.model_version.version != model_version) or (start and day < start):
+            continue
+        if end and day > end:
+            continue
+        use = prediction.intended_use
+        flagged = use is not None and use["within"] is False
+        totals["predicted"] += 1
+        totals["flagged"] += flagged
+        totals["unchecked"] += use is None
+        for code in by_reason:
+            by_reason[code] += flagged and code in use["reasons"]
+        week = weeks.setdefault(day - timedelta(days=day.weekday()), {"predicted": 0, "flagged": 0})
+        week["predicted"] += 1
+        week["flagged"] += flagged
+    return {
+        **totals,
+        "share": totals["flagged"] / totals["predicted"] if totals["predicted"] else None,
+        "by_reason": by_reason,
+        "by_week": [
+            {"week_start": monday.isoformat(), **week, "share": week["flagged"] / week["predicted"]}
+            for monday, week in sorted(weeks.items())
+        ],
+    }
+
+
 def test_sql_figures_equal_the_row_by_row_computation(random_reviews):
     for filters in FILTERS:
         reference = reference_dashboard(**filters)
-        assert_same(dashboard_metrics(**filters), reference)
+        metrics = dashboard_metrics(**filters)
+        assert_same(metrics, reference)
+        flagged = metrics["outside_intended_use"]
+        assert {key: flagged[key] for key in reference_flagged(**filters)} == reference_flagged(**filters), filters
     everything = reference_dashboard()
     assert everything["n"] > 90 and len(everything["by_week"]) == 7  # the data really covers the weeks
     assert everything["auc"] is not None and everything["threshold"] is None
@@ -228,6 +281,11 @@ def test_the_summaries_kept_by_the_review_action_equal_a_full_rebuild(random_rev
     assert sum(row[5] for row in maintained[0]) == ReviewOutcome.objects.filter(within_intended_use=True).count()
     assert rebuild_review_summary() == sum(map(len, maintained))
     assert [table(model) for model in summary_models] == maintained
+    maintained = table(PredictionWeek)
+    assert sum(n for *_, counted, n in maintained if counted == "predicted") == Prediction.objects.count()
+    assert {counted for *_, counted, _ in maintained} >= {"unchecked", "flagged", "flagged:age"}
+    assert rebuild_prediction_summary() == len(maintained)
+    assert table(PredictionWeek) == maintained
 
 
 def test_a_correction_moves_the_scan_between_cells(doctor):
