@@ -77,8 +77,9 @@ def roc_curve(y_true, y_score):
     if n_positive == 0 or n_negative == 0:
         return np.array([]), np.array([]), np.array([])
     thresholds = np.unique(y_score)[::-1]
-    tpr = [(y_score[y_true == 1] >= t).sum() / n_positive for t in thresholds]
-    fpr = [(y_score[y_true == 0] >= t).sum() / n_negative for t in thresholds]
+    # Scores at or above each threshold, by binary search in each class's sorted scores.
+    tpr = (n_positive - np.searchsorted(np.sort(y_score[y_true == 1]), thresholds, side="left")) / n_positive
+    fpr = (n_negative - np.searchsorted(np.sort(y_score[y_true == 0]), thresholds, side="left")) / n_negative
     return (
         np.concatenate([[0.0], fpr]),
         np.concatenate([[0.0], tpr]),
