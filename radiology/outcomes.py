@@ -1,4 +1,4 @@
-"""The maintained summaries of reviewed scans that the dashboard aggregates.
+"""The maintained summaries of reviewed scans and predictions that the dashboard aggregates.
 
 ReviewOutcome: one row per reviewed scan. `refresh_review_outcome` rewrites one scan's row from its
 prediction and reviews (inside the review transaction); `rebuild_review_outcomes` recomputes every
@@ -13,6 +13,10 @@ counts first; `rebuild_review_summary` sums the tallies of every row afresh. The
 for counts and turnaround means; it keeps probabilities in bins of width 1/SCORE_BINS and
 turnarounds rounded to two significant digits, so the AUC, the reliability view and the turnaround
 percentiles are those of the binned values.
+
+PredictionWeek: the predictions' weekly counts behind the flagged figures, `prediction_tallies` of
+each prediction, moved by `refresh_prediction_week` when Prediction.save() writes one and summed
+afresh by `rebuild_prediction_summary`, the same way.
 """
 
 import datetime
