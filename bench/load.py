@@ -17,12 +17,8 @@ upload was accepted and has exactly one prediction.
 import argparse
 import hashlib
 import json
-import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,10 +28,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from itertools import zip_longest
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
+
+from bench.services import (  # noqa: E402
+    Processes,
+    activate_model,
+    child_environment,
+    drop_database,
+    recreate_database,
+    setup_django,
+    start_services,
+    start_workers,
+    wait_for_predictions,
+    wait_for_server,
+    wait_for_workers,
+)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm"}
 PATIENTS = 10  # uploads are spread over a few patients, as on a ward
@@ -86,208 +96,7 @@ def folder_images(folder, n):
     raise SystemExit(f"{folder} holds only {len(chosen)} distinct images; asked for {n}.")
 
 
-# --- services it owns ---------------------------------------------------------------------
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def with_database(url, name):
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-def recreate_database(url):
-    import psycopg
-
-    name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(url):
-    import psycopg
-
-    name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-class Processes:
-    """Children started in their own process groups, so each stops with everything it forked."""
-
-    def __init__(self, log_dir):
-        self.log_dir = log_dir
-        self.running = []
-
-    def start(self, name, command, env):
-        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 (closed in stop())
-        process = subprocess.Popen(
-            command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.running.append((name, process, log))
-        return process
-
-    def check_alive(self):
-        for name, process, _ in self.running:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with status {process.returncode}:\n{self.tail(name)}")
-
-    def tail(self, name, lines=30):
-        return "\n".join((self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self):
-        for _, process, _ in self.running:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for _, process, log in self.running:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            log.close()
-        self.running = []
-
-
-def child_environment(args, work):
-    environment = dict(os.environ)
-    environment.update(
-        DJANGO_SETTINGS_MODULE="radiology.settings",
-        DEBUG="0",
-        SECRET_KEY=secrets.token_urlsafe(64),
-        ALLOWED_HOSTS="127.0.0.1",
-        SECURE_SSL_REDIRECT="0",
-        SECURE_COOKIES="0",
-        DATABASE_URL=args.database_url,
-        CELERY_BROKER_URL=args.broker_url,
-        VAR_DIR=str(work / "var"),
-        MEDIA_ROOT=str(work / "media"),
-        LOG_LEVEL="WARNING",
-    )
-    return environment
-
-
-def start_services(args, work, processes, environment):
-    python = sys.executable
-    manage = subprocess.run(
-        [python, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
-        cwd=PROJECT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if manage.returncode:
-        raise RuntimeError(f"migrate failed:\n{manage.stderr[-3000:]}")
-    port = free_port()
-    processes.start(
-        "gunicorn",
-        [
-            python,
-            "-m",
-            "gunicorn",
-            "radiology.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.web_workers),
-            "--timeout",
-            "120",
-        ],
-        environment,
-    )
-    return f"http://127.0.0.1:{port}"
-
-
-def start_workers(args, processes, environment):
-    for number in (1, 2):
-        processes.start(
-            f"worker-{number}",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "radiology",
-                "worker",
-                "--pool=prefork",
-                "--concurrency=1",
-                f"--hostname=bench-{number}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel=INFO",
-            ],
-            environment,
-        )
-
-
-def wait_for_server(base_url, processes, timeout=90):
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        processes.check_alive()
-        try:
-            if requests.get(f"{base_url}/login/", timeout=10).status_code == 200:
-                return
-        except requests.RequestException:  # not listening yet, or still loading
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the server at {base_url} did not answer within {timeout}s")
-
-
-def wait_for_workers(expected, processes, timeout=180):
-    from radiology.celery import app
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        processes.check_alive()
-        if len(app.control.ping(timeout=1.0) or []) >= expected:
-            return
-    raise RuntimeError(f"{expected} Celery workers did not answer within {timeout}s")
-
-
 # --- the clinical setup, through the ORM --------------------------------------------------
-
-
-def setup_django(environment):
-    os.environ.update(
-        {
-            key: environment[key]
-            for key in (
-                "DJANGO_SETTINGS_MODULE",
-                "DEBUG",
-                "SECRET_KEY",
-                "ALLOWED_HOSTS",
-                "DATABASE_URL",
-                "CELERY_BROKER_URL",
-                "VAR_DIR",
-                "MEDIA_ROOT",
-                "LOG_LEVEL",
-            )
-            if key in environment
-        }
-    )
-    import django
-
-    django.setup()
-
-
-def activate_model(model_path):
-    from classifier.artifact import ArtifactError
-    from classifier.registry import ensure_bundled_model, register_model
-
-    try:
-        version = register_model(model_path, activate=True) if model_path else ensure_bundled_model()
-    except (ArtifactError, OSError) as error:
-        raise RuntimeError(f"no usable model ({error}); pass --model PATH") from error
-    return version.version
 
 
 def create_uploader_and_patients(run_id):
@@ -362,26 +171,6 @@ def upload_all(base_url, token, patient_ids, images, clients, deadline):
 
     with ThreadPoolExecutor(max_workers=clients) as pool:
         return list(pool.map(send, range(len(images))))
-
-
-def wait_for_predictions(scan_ids, deadline, processes):
-    from django.db import close_old_connections
-
-    from radiology.models import Prediction, Scan
-
-    last_report = 0.0
-    while True:
-        close_old_connections()
-        predicted = Prediction.objects.filter(scan_id__in=scan_ids).count()
-        failed = Scan.objects.filter(pk__in=scan_ids, status=Scan.Status.FAILED).count()
-        if time.monotonic() - last_report > 10:
-            print(f"  {predicted} predicted, {failed} failed, {len(scan_ids) - predicted - failed} waiting", flush=True)
-            last_report = time.monotonic()
-        if predicted + failed >= len(scan_ids) or time.monotonic() > deadline:
-            return
-        if processes:
-            processes.check_alive()
-        time.sleep(1)
 
 
 def check_outcome(base_url, token, uploads, patient_ids, clients):
@@ -529,7 +318,7 @@ def main(argv=None):
     print(f"Preparing {args.n} distinct images...", flush=True)
     images = folder_images(args.images, args.n) if args.images else generated_images(args.n)
     try:
-        environment = child_environment(args, work)
+        environment = child_environment(args.database_url, args.broker_url, work)
         if owns_services:
             print(
                 f"Fresh database {urlsplit(args.database_url).path.lstrip('/')}, empty Redis {args.broker_url}",
@@ -539,7 +328,7 @@ def main(argv=None):
             import redis
 
             redis.Redis.from_url(args.broker_url).flushdb()
-            base_url = start_services(args, work, processes, environment)
+            base_url = start_services(processes, environment, args.web_workers)
         else:
             base_url = args.server.rstrip("/")
         setup_django(environment)
@@ -547,7 +336,7 @@ def main(argv=None):
         model_version = activate_model(args.model)
         token, patient_ids = create_uploader_and_patients(run_id)
         if owns_services:
-            start_workers(args, processes, environment)
+            start_workers(processes, environment, 2)
             wait_for_server(base_url, processes)
             wait_for_workers(2, processes)
         print(f"Uploading to {base_url} from {args.clients} clients, model {model_version}...", flush=True)

@@ -25,36 +25,20 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from bench.services import bench_database_url, drop_database, recreate_database  # noqa: E402
+
 BATCH = 10_000
 REVIEWED_SHARE = 0.6
 CORRECTED_SHARE = 0.02  # of the reviewed scans: a second review replaces the first
 SCANS_PER_PATIENT = 4
 DAYS = 365
-
-
-def with_database(url, name):
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-def bench_database_url(url):
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql"):
-        raise SystemExit(f"bench/scale.py needs PostgreSQL in DATABASE_URL, not {parts.scheme or 'nothing'}")
-    return with_database(url, f"{parts.path.lstrip('/') or 'pneumoscan'}_scale")
-
-
-def admin_statement(url, statement):
-    import psycopg
-
-    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as admin:
-        admin.execute(statement)
 
 
 def configure_django(database_url):
@@ -307,11 +291,10 @@ def main(argv=None):
         parser.error("--scans must be at least 10 and --repeat at least 1")
 
     server_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/pneumoscan")
-    database_url = bench_database_url(server_url)
+    database_url = bench_database_url(server_url, "scale")
     name = urlsplit(database_url).path.lstrip("/")
     if not args.reuse:
-        admin_statement(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin_statement(server_url, f'CREATE DATABASE "{name}"')
+        recreate_database(database_url)
     configure_django(database_url)
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
@@ -338,7 +321,7 @@ def main(argv=None):
     finally:
         connections.close_all()
         if not (args.keep or args.reuse):
-            admin_statement(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database(database_url)
 
     # Timings on a shared machine mean little without how busy it was.
     print(
