@@ -8,7 +8,7 @@ real Celery worker, not by calling the Predictor on image files (`check_intended
         --folder child:../shared/datasets/ood-dev/not-xray \\
         --folder child:../shared/datasets/ood-dev/lateral-chest [--limit 3] [--model PATH]
 
-Each image (PNG, JPEG or DICOM under the folder, searched recursively) is uploaded with
+Each image (PNG or JPEG under the folder, searched recursively) is uploaded with
 POST /api/v1/scans/ by an integration account, for a patient of its own that the same account
 creates with POST /api/v1/patients/: a `child` birth date (ages 1 to 5 in turn on the upload date)
 or an `adult` one (40 years). Once the worker has predicted every accepted upload, a doctor reads
@@ -51,7 +51,9 @@ from bench.services import (  # noqa: E402
     wait_for_workers,
 )
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm"}
+# Not DICOM: a DICOM file's own patient ID and study date would override the bench's patient and
+# upload date (the age is taken on the study date).
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CHILD_AGES = (1, 2, 3, 4, 5)  # the bundled model's population, every age in turn
 ADULT_AGE = 40
 REFUSED_PREFIX = "Refused, nothing stored. "
