@@ -11,7 +11,7 @@ Pure numpy (matplotlib only inside the PNG renderer), importable without TensorF
 
 import numpy as np
 
-from classifier.metrics import _figure_png, labels_and_scores
+from classifier.metrics import _figure_png, group_folds, labels_and_scores
 
 # LiteRT's float32 sigmoid rounds to exactly 0 or 1 beyond about 16 log-odds: clip, so the
 # log-odds stay finite (and such scans keep the most extreme calibrated probability).
@@ -72,15 +72,27 @@ def out_of_fold(labels, probabilities, groups, folds=5, seed=0):
     """Each image's probability calibrated by a Platt fit on the other folds (folds by group, e.g.
     patient): an honest estimate of how calibrated unseen images will be."""
     labels, probabilities = labels_and_scores(labels, probabilities)
-    unique = np.unique(np.asarray(groups))
-    np.random.default_rng(seed).shuffle(unique)
-    fold_of = {group: i % folds for i, group in enumerate(unique)}
-    fold = np.array([fold_of[group] for group in groups])
+    fold = group_folds(groups, folds, seed)
     calibrated = np.empty_like(probabilities)
     for k in range(folds):
         a, b = fit_platt(labels[fold != k], probabilities[fold != k])
         calibrated[fold == k] = sigmoid(a * logit(probabilities[fold == k]) + b)
     return calibrated
+
+
+def cross_validated_calibration(labels, probabilities, groups, folds=5, repeats=20):
+    """ECE and Brier of `out_of_fold` calibrations, mean over `repeats` shuffles of the folds (one
+    split of a small sample moves the ECE by about a point) -> {ece, ece_sd, brier, folds, repeats}."""
+    labels, probabilities = labels_and_scores(labels, probabilities)
+    runs = [out_of_fold(labels, probabilities, groups, folds, seed) for seed in range(repeats)]
+    eces = [expected_calibration_error(labels, run) for run in runs]
+    return {
+        "ece": float(np.mean(eces)),
+        "ece_sd": float(np.std(eces)),
+        "brier": float(np.mean([brier_score(labels, run) for run in runs])),
+        "folds": folds,
+        "repeats": repeats,
+    }
 
 
 def apply(calibration, probabilities):

@@ -110,6 +110,15 @@ def metrics_from_counts(tn, fp, fn, tp):
     }
 
 
+def group_folds(groups, folds=5, seed=0):
+    """A fold number per sample, whole groups (patients) to a fold, the groups shuffled by `seed`."""
+    groups = np.asarray(groups)
+    unique = np.unique(groups)
+    np.random.default_rng(seed).shuffle(unique)
+    fold_of = {group: i % folds for i, group in enumerate(unique)}
+    return np.array([fold_of[group] for group in groups])
+
+
 def _figure_png(figure):
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")

@@ -48,6 +48,23 @@ class ModelVersion(models.Model):
     def __str__(self):
         return self.version
 
+    def probability_source(self):
+        """How this version's probability is computed, in words, for the doctor's review page."""
+        zooms = (self.metadata.get("preprocessing") or {}).get("test_time_zooms") or [1.0]
+        members = ((self.metadata.get("training") or {}).get("ensemble") or {}).get("members") or []
+        parts = ["Calibrated" if self.metadata.get("probability_calibration") else "Not calibrated"]
+        if members:
+            parts.append(f"{len(members)} networks together (the mean of their log-odds)")
+        if len(zooms) == 1:
+            parts.append("on the image as is")
+        else:
+            zoomed = ", ".join(f"{zoom:g}" for zoom in zooms if zoom != 1.0)
+            parts.append(f"the mean of {len(zooms)} views of the image, as is and zoomed out to {zoomed}")
+        return (
+            "; ".join(parts) + ". The heatmap explains the as-is view; its strength follows the probability, "
+            "so a scan the model finds normal shows a faint one."
+        )
+
     @classmethod
     def active(cls):
         return cls.objects.filter(is_active=True).first()

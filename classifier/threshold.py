@@ -3,12 +3,13 @@
 A rule is written as text so it can be stored with the model and given on the command
 line:
 
-- `sensitivity>=0.97` (the default): the highest specificity whose sensitivity is at
-  least 0.97; among equally specific choices, the most sensitive one. Missing a
-  pneumonia costs more than a second look at a normal film. The product promises 0.95
-  on new patients; a site's sample holds about a hundred pneumonia cases, whose measured
-  sensitivity has a standard error of about two points, so the rule asks the sample for
-  two points more than the promise.
+- `sensitivity>=0.98` (the default): the highest specificity whose sensitivity is at
+  least 0.98; among equally specific choices, the most sensitive one. Missing a
+  pneumonia costs more than a second look at a normal film. The product promises 0.97
+  on new patients; a threshold chosen to give exactly 0.97 on a site's sample (about a
+  hundred pneumonia cases) gives less on new patients about half the time (5-fold by
+  patient on the site-calibration sample: 0.969 for the bundled model), so the rule asks
+  the sample for one point more (0.977 there). `cross_validated_rule` measures this.
 - `youden`: the highest sensitivity + specificity - 1.
 
 The threshold is put halfway between the lowest score called pneumonia and the highest
@@ -20,9 +21,9 @@ import re
 
 import numpy as np
 
-from classifier.metrics import labels_and_scores
+from classifier.metrics import group_folds, labels_and_scores
 
-DEFAULT_RULE = "sensitivity>=0.97"
+DEFAULT_RULE = "sensitivity>=0.98"
 _SENSITIVITY_RULE = re.compile(r"^sensitivity>=(0(?:\.\d+)?|1(?:\.0+)?)$")
 
 
@@ -57,3 +58,27 @@ def choose_threshold(y_true, y_score, rule=DEFAULT_RULE):
     best = candidates[int(np.argmax(objective))]
     below = y_score[y_score < best]
     return float((best + below.max()) / 2) if below.size else float(best)
+
+
+def cross_validated_rule(y_true, y_score, groups, rule=DEFAULT_RULE, folds=5, repeats=20):
+    """How the rule carries over to patients it was not chosen on: each fold's scans decided at the
+    threshold the rule picks on the other folds (folds by group, i.e. patient), averaged over
+    `repeats` shuffles -> {sensitivity, specificity, accuracy, folds, repeats}."""
+    y_true, y_score = labels_and_scores(y_true, y_score)
+    runs = []
+    for seed in range(repeats):
+        fold = group_folds(groups, folds, seed)
+        predicted = np.zeros(y_true.size, dtype=bool)
+        for k in range(folds):
+            threshold = choose_threshold(y_true[fold != k], y_score[fold != k], rule)
+            predicted[fold == k] = y_score[fold == k] >= threshold
+        actual = y_true == 1
+        runs.append((predicted[actual].mean(), (~predicted[~actual]).mean(), (predicted == actual).mean()))
+    sensitivity, specificity, accuracy = (float(value) for value in np.mean(runs, axis=0))
+    return {
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "accuracy": accuracy,
+        "folds": folds,
+        "repeats": repeats,
+    }

@@ -15,7 +15,7 @@ import numpy as np
 from classifier import artifact, data
 from classifier.augment import augment_grayscale
 from classifier.calibration import apply as apply_calibration
-from classifier.calibration import platt_calibration
+from classifier.calibration import cross_validated_calibration, platt_calibration
 from classifier.ensemble import combine
 from classifier.evaluate import score_images
 from classifier.inference import Predictor
@@ -30,7 +30,7 @@ from classifier.model import (
     unfreeze_top,
 )
 from classifier.preprocess import equalize, preprocess_views, resized_grayscale, to_model_input
-from classifier.threshold import DEFAULT_RULE, choose_threshold
+from classifier.threshold import DEFAULT_RULE, choose_threshold, cross_validated_rule
 
 
 @dataclass
@@ -326,9 +326,17 @@ def calibrate_and_save(model, config, train_images, validation_images, metadata,
         )
         calibration_scores = apply_calibration(probability_calibration, calibration_raw)
         threshold = choose_threshold(calibration_labels, calibration_scores, config.threshold_rule)
+        patients = [image.patient_id for image in calibration_images]
         metadata["site_calibration"] = {
             **binary_metrics(calibration_labels, calibration_scores, threshold),
             "data": data.summarize(calibration_images),
+            # The sample's own figures are in-sample; these say what unseen patients get.
+            "cross_validated": {
+                "threshold_rule": cross_validated_rule(
+                    calibration_labels, calibration_scores, patients, config.threshold_rule
+                ),
+                "calibration": cross_validated_calibration(calibration_labels, calibration_raw, patients),
+            },
         }
         threshold_source = f"site calibration sample {Path(config.calibration_dir).name}"
         validation_scores = apply_calibration(probability_calibration, validation_raw)

@@ -22,6 +22,24 @@ def predicted(probability=0.8, waited_minutes=1, **kwargs):
     )
 
 
+def test_the_page_says_how_the_versions_probability_is_computed(doctor_client):
+    two_views = {"preprocessing": {"test_time_zooms": [1.0, 0.9]}, "probability_calibration": {"method": "platt"}}
+    ensemble = {
+        "preprocessing": {"test_time_zooms": [1.0]},
+        "probability_calibration": {"method": "platt"},
+        "training": {"ensemble": {"members": [{"version": "a"}, {"version": "b"}]}},
+    }
+    single = predicted(0.3, model_version__version="single", model_version__metadata=two_views)
+    combined = predicted(0.3, model_version__version="ensemble", model_version__metadata=ensemble)
+
+    single_page = doctor_client.get(reverse("review", args=[single.scan.pk])).content.decode()
+    combined_page = doctor_client.get(reverse("review", args=[combined.scan.pk])).content.decode()
+
+    assert "Calibrated; the mean of 2 views of the image, as is and zoomed out to 0.9." in single_page
+    assert "networks together" not in single_page
+    assert "Calibrated; 2 networks together (the mean of their log-odds); on the image as is." in combined_page
+
+
 def test_the_page_shows_the_prediction_and_how_to_decide(doctor_client):
     prediction = predicted(0.8124, model_version__version="cnn-2026-11", model_version__threshold=0.42)
     page = doctor_client.get(reverse("review", args=[prediction.scan.pk])).content.decode()

@@ -15,7 +15,9 @@ def test_bundled_model_files_match_their_metadata():
     metadata = verified_metadata(settings.CLASSIFIER_MODEL_PATH)
     assert metadata["threshold_rule"] == DEFAULT_RULE
     assert metadata["threshold_source"].startswith("site calibration")
-    assert metadata["site_calibration"]["sensitivity"] >= 0.97
+    assert metadata["site_calibration"]["sensitivity"] >= 0.98
+    # What unseen patients get, recorded by train_model: the promise is 0.97.
+    assert metadata["site_calibration"]["cross_validated"]["threshold_rule"]["sensitivity"] >= 0.97
 
 
 @pytest.mark.slow

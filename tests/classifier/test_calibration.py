@@ -12,6 +12,7 @@ from classifier.calibration import (
     apply,
     brier_score,
     calibrated_metadata,
+    cross_validated_calibration,
     expected_calibration_error,
     fit_platt,
     out_of_fold,
@@ -48,6 +49,12 @@ def test_platt_recovers_the_scaling_of_over_confident_scores():
     assert expected_calibration_error(labels, calibrated) < 0.02 < expected_calibration_error(labels, raw)
     unseen = out_of_fold(labels.astype(int), raw, np.arange(z.size) // 4)
     assert expected_calibration_error(labels, unseen) < 0.02
+    repeated = cross_validated_calibration(labels.astype(int), raw, np.arange(z.size) // 4, repeats=3)
+    by_hand = [
+        expected_calibration_error(labels, out_of_fold(labels.astype(int), raw, np.arange(z.size) // 4, seed=seed))
+        for seed in range(3)
+    ]
+    assert repeated["ece"] == pytest.approx(np.mean(by_hand)) and repeated["ece_sd"] == pytest.approx(np.std(by_hand))
 
 
 def test_a_sample_of_one_class_or_reversed_ranks_is_refused():

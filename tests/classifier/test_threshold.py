@@ -42,3 +42,31 @@ def test_rules_are_parsed_strictly():
 def test_a_threshold_needs_both_classes():
     with pytest.raises(ValueError, match="both"):
         choose_threshold([1, 1], [0.3, 0.4])
+
+
+def test_cross_validated_rule_misses_the_outlier_whenever_it_is_held_out():
+    # One patient per scan, four per fold. The other folds always hold at least six pneumonia
+    # scans, so sensitivity >= 0.8 lets their rule leave the outlier (0.1) out and put the
+    # threshold between the normal scans (<= 0.5) and the others (>= 0.6): the held-out outlier
+    # is missed in every shuffle, every other scan is decided rightly.
+    from classifier.threshold import cross_validated_rule
+
+    y_true = [1] * 10 + [0] * 10
+    y_score = [0.95, 0.9, 0.88, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.1] + [
+        0.5,
+        0.45,
+        0.4,
+        0.35,
+        0.3,
+        0.25,
+        0.2,
+        0.15,
+        0.05,
+        0.02,
+    ]
+    carried = cross_validated_rule(y_true, y_score, groups=range(20), rule="sensitivity>=0.8", folds=5, repeats=4)
+
+    assert carried["sensitivity"] == pytest.approx(0.9)
+    assert carried["specificity"] == pytest.approx(1.0)
+    assert carried["accuracy"] == pytest.approx(19 / 20)
+    assert (carried["folds"], carried["repeats"]) == (5, 4)

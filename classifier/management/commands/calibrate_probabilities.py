@@ -23,8 +23,8 @@ class Command(BaseCommand):
             apply,
             brier_score,
             calibrated_metadata,
+            cross_validated_calibration,
             expected_calibration_error,
-            out_of_fold,
             platt_calibration,
         )
         from classifier.evaluate import score_folder
@@ -44,10 +44,10 @@ class Command(BaseCommand):
             f"{expected_calibration_error(labels, calibrated):.4f}, Brier {brier_score(labels, raw):.4f} -> "
             f"{brier_score(labels, calibrated):.4f} (in-sample)"
         )
-        unseen = out_of_fold(labels, raw, [image.patient_id for image in images])
+        unseen = cross_validated_calibration(labels, raw, [image.patient_id for image in images])
         self.stdout.write(
-            f"5-fold by patient (each image calibrated by a fit on the others): ECE "
-            f"{expected_calibration_error(labels, unseen):.4f}, Brier {brier_score(labels, unseen):.4f}"
+            f"5-fold by patient (each image calibrated by a fit on the others), mean of {unseen['repeats']} "
+            f"shuffles: ECE {unseen['ece']:.4f} (sd {unseen['ece_sd']:.4f}), Brier {unseen['brier']:.4f}"
         )
         self.stdout.write(
             self.style.SUCCESS(
