@@ -1,8 +1,8 @@
 """The Predictor: one verified model per process, fast probabilities and Grad-CAM heatmaps.
 
 Probabilities come from the LiteRT (TensorFlow Lite) conversion of the model, run by the
-XNNPACK CPU delegate: on 2 cores about 14 times faster than `model.predict` per scan
-(14.4x in the README's run of bench/inference.py), with the same outputs within 1e-4 (tests/classifier checks this).
+XNNPACK CPU delegate: on 2 cores about 13 times faster than `model.predict` per scan
+(13.3x in the README's run of bench/inference.py), with the same outputs within 1e-4 (tests/classifier checks this).
 Grad-CAM needs gradients, so it runs on the Keras model, through one compiled
 `tf.function`.
 

@@ -47,7 +47,7 @@ PREDICTIONS = Counter("pneumoscan_predictions_total", "Predictions recorded.")
 PREDICTION_FAILURES = Counter("pneumoscan_prediction_failures_total", "Scans the model could not predict.")
 INFERENCE_SECONDS = Histogram(
     "pneumoscan_inference_seconds",
-    "Model time per scan (preprocessing and both views; not the heatmap).",
+    "Model time per scan (preprocessing and its views; not the heatmap).",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2),
 )
 REVIEWS = Counter("pneumoscan_reviews_total", "Doctors' reviews, by decision.", ["decision"])
