@@ -256,6 +256,7 @@ def train(config, log=print):
 def train_ensemble(config, member_paths, log=print):
     """Combines models already trained on the same data and split (classifier.ensemble) into one,
     then calibrates and saves it as `train` does; -> path of the saved `.keras` file."""
+    config.version = config.version or f"mnv2-ensemble-{datetime.date.today().isoformat()}"
     train_images, validation_images, split = split_data(config, log)
     members, summaries = [], []
     for path in member_paths:

@@ -95,10 +95,10 @@ def test_train_model_ensemble_of_saves_one_calibrated_artifact(trained_member, t
         input_size=64,
         calibration=str(site),
         ensemble_of=[member, member],
-        model_version="ensemble",
     )
 
     metadata = verified_metadata(tmp_path / "ensemble" / "pneumonia.keras")
+    assert metadata["version"].startswith("mnv2-ensemble-")  # not named after one member's width
     assert [m["version"] for m in metadata["training"]["ensemble"]["members"]] == ["member", "member"]
     assert metadata["alpha"] == [0.35, 0.35] and len(metadata["gradcam_layer"]) == 2
     assert metadata["site_calibration"]["n"] == 20 and "probability_calibration" in metadata

@@ -62,7 +62,9 @@ class Command(BaseCommand):
             default="1.0,0.9",
             help="comma-separated zooms of the test-time views averaged per scan, e.g. 1.0,0.9",
         )
-        parser.add_argument("--model-version", help="version name (default mnv2-<alpha*100>-<date>)")
+        parser.add_argument(
+            "--model-version", help="version name (default mnv2-<alpha*100>-<date>, or mnv2-ensemble-<date>)"
+        )
         parser.add_argument(
             "--ages",
             default="1-5",
