@@ -1,6 +1,6 @@
 """Inference benchmark: what a naive app does vs what the worker does, on the same real images.
 
-    python bench/inference.py --images DIR [--model classifier/bundled/pneumonia.keras]
+    python bench/inference.py --images DIR [--model PATH, default the bundled model]
 
 DIR is searched recursively for PNG/JPEG files. Every path decodes the files first (not
 timed) and includes preprocessing in its timing, so the three differ only in how the
@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from classifier.data import IMAGE_SUFFIXES, read_image  # noqa: E402
 from classifier.preprocess import preprocess_views  # noqa: E402
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "classifier" / "bundled" / "pneumonia.keras"
+DEFAULT_MODEL = (
+    Path(__file__).resolve().parent.parent / "classifier" / "bundled" / "mnv2-ensemble-2026-12-02" / "pneumonia.keras"
+)
 
 
 def timed(function, items):

@@ -6,7 +6,7 @@ XNNPACK CPU delegate: on 2 cores about 13 times faster than `model.predict` per 
 Grad-CAM needs gradients, so it runs on the Keras model, through one compiled
 `tf.function`.
 
-    predictor = Predictor.load("classifier/bundled/pneumonia.keras")
+    predictor = Predictor.load("classifier/bundled/mnv2-ensemble-2026-12-02/pneumonia.keras")
     probabilities = predictor.predict_proba([pixels_1, pixels_2])   # scans that wait together
     heatmap = predictor.gradcam(pixels_1)                            # (224, 224) in [0, 1]
     scores = predictor.image_scores([pixels_1, pixels_2])            # intended-use distances, or None

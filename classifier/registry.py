@@ -61,8 +61,12 @@ def register_model(path, activate=False):
 
 
 def ensure_bundled_model():
-    """Registers and activates settings.CLASSIFIER_MODEL_PATH unless a version is active."""
-    return ModelVersion.active() or register_model(settings.CLASSIFIER_MODEL_PATH, activate=True)
+    """Registers settings.CLASSIFIER_MODEL_PATH, active only when no version is: an installation
+    that runs an earlier version keeps it, and finds the new one on the Models page, to be run as
+    the challenger first. -> the active version."""
+    active = ModelVersion.active()
+    register_model(settings.CLASSIFIER_MODEL_PATH, activate=active is None)
+    return active or ModelVersion.active()
 
 
 def calibrate_model(data_dir, rule=DEFAULT_RULE, base=None, site=None, log=None):

@@ -271,7 +271,10 @@ EXPORT_SALT = env_str("EXPORT_SALT") or SECRET_KEY
 
 # The model shipped with the product; `make run` registers and activates it.
 CLASSIFIER_MODEL_PATH = Path(
-    env_str("CLASSIFIER_MODEL_PATH", str(BASE_DIR / "classifier" / "bundled" / "pneumonia.keras"))
+    env_str(
+        "CLASSIFIER_MODEL_PATH",
+        str(BASE_DIR / "classifier" / "bundled" / "mnv2-ensemble-2026-12-02" / "pneumonia.keras"),
+    )
 )
 
 # Celery: Redis in production; a filesystem broker (no server) by default.

@@ -1,5 +1,6 @@
 """The model registry and the management commands, on the tiny test model."""
 
+import importlib
 import json
 
 import cv2
@@ -7,11 +8,12 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from classifier.artifact import ArtifactError
+from classifier.artifact import ArtifactError, verified_metadata
 from classifier.evaluate import OVERLAYS
 from classifier.metrics import METRIC_KEYS
 from classifier.models import ModelVersion
 from classifier.registry import calibrate_model, ensure_bundled_model, get_predictor, register_model
+from tests.factories import ModelVersionFactory
 from tests.support.tiny_model import TINY_VERSION, generated_set
 
 
@@ -57,6 +59,39 @@ def test_ensure_bundled_model_activates_once(tiny_artifact, settings):
     first = ensure_bundled_model()
     assert first.is_active and ensure_bundled_model().pk == first.pk
     assert ModelVersion.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_ensure_bundled_model_keeps_the_version_in_force_and_registers_the_new_one_inactive(tiny_artifact, settings):
+    running = ModelVersionFactory(version="running", is_active=True)
+    settings.CLASSIFIER_MODEL_PATH = tiny_artifact
+
+    assert ensure_bundled_model().pk == running.pk
+
+    bundled = ModelVersion.objects.get(version=TINY_VERSION)
+    assert not bundled.is_active and ModelVersion.active().pk == running.pk
+
+
+@pytest.mark.django_db
+def test_versions_registered_from_the_old_bundled_path_point_to_their_own_folder():
+    from django.apps import apps
+
+    migration = importlib.import_module("classifier.migrations.0003_bundled_models_in_version_folders")
+    ((sha256, folder_path),) = migration.MOVED.items()
+    old = ModelVersionFactory(version="mnv2-050-2026-11-26", artifact_path=migration.OLD_PATH, sha256=sha256)
+    calibrated = ModelVersionFactory(
+        version="mnv2-050-2026-11-26-cal-x", artifact_path=migration.OLD_PATH, sha256=sha256
+    )
+    other = ModelVersionFactory(version="other", artifact_path=migration.OLD_PATH, sha256="f" * 64)
+
+    migration.forwards(apps, None)
+
+    for version in (old, calibrated):
+        version.refresh_from_db()
+        assert version.artifact_path == folder_path
+        assert verified_metadata(version.resolved_artifact_path())["sha256"] == sha256  # the files are shipped
+    other.refresh_from_db()
+    assert other.artifact_path == migration.OLD_PATH
 
 
 @pytest.mark.django_db
