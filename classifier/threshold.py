@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from classifier.metrics import group_folds, labels_and_scores
+from classifier.metrics import counts_at_or_above, group_folds, labels_and_scores
 
 DEFAULT_RULE = "sensitivity>=0.98"
 _SENSITIVITY_RULE = re.compile(r"^sensitivity>=(0(?:\.\d+)?|1(?:\.0+)?)$")
@@ -46,9 +46,8 @@ def choose_threshold(y_true, y_score, rule=DEFAULT_RULE):
     if positives.size == 0 or negatives.size == 0:
         raise ValueError("choosing a threshold needs both normal and pneumonia images")
     candidates = np.unique(y_score)  # predict pneumonia when score >= candidate
-    # Counted by binary search in the sorted scores: O(n log n), not one pass per candidate.
-    sensitivity = (positives.size - np.searchsorted(np.sort(positives), candidates, side="left")) / positives.size
-    specificity = np.searchsorted(np.sort(negatives), candidates, side="left") / negatives.size
+    sensitivity = counts_at_or_above(positives, candidates) / positives.size
+    specificity = (negatives.size - counts_at_or_above(negatives, candidates)) / negatives.size
     if kind == "youden":
         objective = sensitivity + specificity
     else:

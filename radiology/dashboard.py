@@ -111,11 +111,7 @@ class Tallies:
     def add_weeks_u(self):
         """The U of each week whose scores were added one by one."""
         for week, bins in self.scores_by_week.items():
-            self.weekly_u[week] = [
-                mann_whitney_u(bins[score] for score in sorted(bins)),
-                sum(positives for positives, _ in bins.values()),
-                sum(negatives for _, negatives in bins.values()),
-            ]
+            self.weekly_u[week] = u_and_counts(bins)
         self.scores_by_week = {}
 
 
@@ -136,6 +132,15 @@ def mann_whitney_u(bins):
         u += positives * (below + negatives / 2.0)
         below += negatives
     return u
+
+
+def u_and_counts(bins):
+    """[U, positives, negatives] of {score bin: [positives, negatives]}."""
+    return [
+        mann_whitney_u(bins[score] for score in sorted(bins)),
+        sum(positives for positives, _ in bins.values()),
+        sum(negatives for _, negatives in bins.values()),
+    ]
 
 
 # Per week of the summary, U (as mann_whitney_u), positives and negatives; {bins} is the summary's
@@ -205,9 +210,7 @@ def auc(u, positives, negatives):
 def auc_of(bins):
     """The AUC of {score bin: [positives, negatives]} (None without both classes); equal to
     classifier.metrics.roc_auc of the binned scores."""
-    positives = sum(p for p, _ in bins.values())
-    negatives = sum(n for _, n in bins.values())
-    return auc(mann_whitney_u(bins[score] for score in sorted(bins)), positives, negatives)
+    return auc(*u_and_counts(bins))
 
 
 def percentile(histogram, count, q):
